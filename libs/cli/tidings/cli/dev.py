@@ -43,9 +43,17 @@ class DevPlan:
     services: list[str] = field(default_factory=lambda: ["memory", "responder", "gateway"])
 
 
-def plan(environ: Mapping[str, str], *, broker_port: int = 9092, llm_port: int = 8080) -> DevPlan:
-    """Decide what to start from the environment (pure, so it is unit-tested)."""
+def plan(
+    environ: Mapping[str, str], *, broker_port: int | None = None, llm_port: int | None = None
+) -> DevPlan:
+    """Decide what to start from the environment (pure, so it is unit-tested).
+
+    TIDINGS_BROKER_PORT (9092) and TIDINGS_LLM_PORT (8080) move the embedded broker and
+    model server.
+    """
     env = dict(environ)
+    broker_port = broker_port or int(env.get("TIDINGS_BROKER_PORT", "9092"))
+    llm_port = llm_port or int(env.get("TIDINGS_LLM_PORT", "8080"))
     env.setdefault("LOG_FORMAT", "console")
     env.setdefault("PYTHONUNBUFFERED", "1")
     gateway_port = int(env.get("GATEWAY_PORT", "8000"))
@@ -55,6 +63,9 @@ def plan(environ: Mapping[str, str], *, broker_port: int = 9092, llm_port: int =
         result.broker_port = broker_port
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{broker_port}"
 
+    if not env.get("LLM_BACKEND") and env.get("OLLAMA_URL"):
+        # The seed plans configure Ollama by its URL alone.
+        env["LLM_BACKEND"] = "ollama"
     backend = env.get("LLM_BACKEND", "openai").strip().lower()
     llm_configured = backend != "openai" or any(
         env.get(name) for name in ("OPENAI_BASE_URL", "OLLAMA_URL")
