@@ -54,6 +54,11 @@ class _Output:
     def text(self) -> str:
         return "\n".join(self.lines)
 
+    def close(self, proc: subprocess.Popen[bytes]) -> None:
+        self._thread.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
 
 def _dev_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
@@ -117,6 +122,8 @@ def test_dev_runs_the_whole_stack_and_stops_cleanly(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        finally:
+            output.close(proc)
     assert code == 0, output.text()[-3000:]
     output.wait_for("stopped", timeout_s=5)
     assert "Traceback" not in output.text()

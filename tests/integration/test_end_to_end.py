@@ -52,14 +52,24 @@ async def stack(
     async with AsyncExitStack() as services:
         memory = await services.enter_async_context(
             MemoryService(
-                MemorySettings(host="127.0.0.1", port=0, kafka=kafka_settings, qdrant=qdrant),
+                MemorySettings(
+                    host="127.0.0.1",
+                    port=0,
+                    group_id=f"{kafka_settings.topic_prefix}memory",
+                    kafka=kafka_settings,
+                    qdrant=qdrant,
+                ),
                 embedder=embedder,
             )
         )
         await services.enter_async_context(
             ResponderService(
                 ResponderSettings(
-                    host="127.0.0.1", port=0, kafka=kafka_settings, llm=llm_settings
+                    host="127.0.0.1",
+                    port=0,
+                    group_id=f"{kafka_settings.topic_prefix}responder",
+                    kafka=kafka_settings,
+                    llm=llm_settings,
                 )
             )
         )
@@ -88,7 +98,10 @@ async def read_stream(client: httpx.AsyncClient, url: str) -> list[tuple[str, di
     async with aconnect_sse(client, "GET", url) as source:
         assert source.response.headers["content-type"].startswith("text/event-stream")
         async for sse in source.aiter_sse():
-            events.append((sse.event, json.loads(sse.data) if sse.data else {}))
+            # A block without data (the opening `retry:` hint) is not an event for a
+            # browser (WHATWG SSE: an empty data buffer is not dispatched).
+            if sse.data:
+                events.append((sse.event, json.loads(sse.data)))
     return events
 
 

@@ -222,7 +222,7 @@ async def run_dev(dev: DevPlan) -> int:
         _say(f"Tidings is ready: {url}")
         _say(
             f"try: curl -s -X POST {url}/chat -H 'content-type: application/json' "
-            "-d '{\"message\":\"What is your return policy?\"}'"
+            '-d \'{"message":"What is your return policy?"}\''
         )
         _say("press Ctrl-C to stop")
 

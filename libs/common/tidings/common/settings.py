@@ -44,7 +44,12 @@ class KafkaSettings(BaseSettings):
         description="Turn on for real Kafka; the Tansu test broker does not support it.",
     )
     client_id: str = Field(default="tidings", title="Client id prefix")
-    request_timeout_ms: int = Field(default=15_000, ge=1000, title="Request timeout (ms)")
+    request_timeout_ms: int = Field(
+        default=40_000,
+        ge=1000,
+        title="Request timeout (ms)",
+        description="Must exceed the consumer session timeout: a JoinGroup may wait that long.",
+    )
 
     @property
     def user_messages_topic(self) -> str:

@@ -1,0 +1,1 @@
+"""Tidings gateway: the HTTP API, publishing user messages and streaming answers over SSE."""

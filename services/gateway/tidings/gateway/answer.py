@@ -1,0 +1,142 @@
+"""Turning a session's answer events into what one SSE client should see.
+
+A message may be answered more than once (a responder died and the message was redelivered,
+so a new `attempt` started). The client must never show two answers, so the stream follows
+the latest attempt that started, tells the client to `reset` when it switches after text was
+shown, drops late events of abandoned attempts and duplicated chunks, and forwards exactly
+one terminal event (`done` or `error`) per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.common.events import ResponseDelta, ResponseDone, ResponseError, ResponseStart
+from tidings.gateway.replay import StreamEvent
+
+START = "start"
+TOKEN = "token"  # noqa: S105 - an SSE event name, not a credential
+DONE = "done"
+ERROR = "error"
+RESET = "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class SseMessage:
+    """One SSE event to send: its name, JSON data and (for Kafka-backed events) its id."""
+
+    event: str
+    data: dict[str, Any]
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class _Answer:
+    attempt: str | None = None
+    last_seq: int = -1
+    text_sent: bool = False
+    finished: bool = False
+    seen_attempts: set[str] = field(default_factory=set)
+
+
+class AnswerStream:
+    """Per-client state: feed it events in Kafka order, send what it returns.
+
+    With `message_id`, only that message's answer is streamed and `finished` becomes true
+    after its terminal event; without, every answer of the session is streamed.
+    """
+
+    def __init__(self, message_id: str | None = None) -> None:
+        self._message_id = message_id
+        self._answers: dict[str, _Answer] = {}
+
+    @property
+    def finished(self) -> bool:
+        """True once the awaited message's answer has ended (never without a message_id)."""
+        if self._message_id is None:
+            return False
+        answer = self._answers.get(self._message_id)
+        return answer is not None and answer.finished
+
+    def feed(self, item: StreamEvent) -> list[SseMessage]:
+        """The SSE messages `item` produces for this client (often one, sometimes none)."""
+        event = item.event
+        if self._message_id is not None and event.message_id != self._message_id:
+            return []
+        answer = self._answers.setdefault(event.message_id, _Answer())
+        if answer.finished:
+            return []
+        if isinstance(event, ResponseStart):
+            return self._start(answer, item, event)
+        if answer.attempt is None:
+            # The start was evicted from the replay buffer; follow the attempt we see.
+            answer.attempt = event.attempt
+        if isinstance(event, ResponseDelta):
+            if event.attempt != answer.attempt or event.seq <= answer.last_seq:
+                return []
+            answer.last_seq = event.seq
+            answer.text_sent = True
+            return [SseMessage(TOKEN, _token_data(event), item.id)]
+        if isinstance(event, ResponseError):
+            if event.attempt != answer.attempt:
+                # An abandoned attempt failing says nothing about the one still running.
+                return []
+            answer.finished = True
+            return [SseMessage(ERROR, _error_data(event), item.id)]
+        return self._done(answer, item, event)
+
+    def _start(self, answer: _Answer, item: StreamEvent, event: ResponseStart) -> list[SseMessage]:
+        if event.attempt == answer.attempt or event.attempt in answer.seen_attempts:
+            return []
+        messages = []
+        if answer.text_sent:
+            messages.append(SseMessage(RESET, _ids(event)))
+        answer.attempt = event.attempt
+        answer.seen_attempts.add(event.attempt)
+        answer.last_seq = -1
+        answer.text_sent = False
+        messages.append(SseMessage(START, _start_data(event), item.id))
+        return messages
+
+    def _done(self, answer: _Answer, item: StreamEvent, event: ResponseDone) -> list[SseMessage]:
+        messages = []
+        if event.attempt != answer.attempt and answer.text_sent:
+            # A complete answer from another attempt ends the message (it carries the full
+            # text); the partial text of the attempt we were following must go.
+            messages.append(SseMessage(RESET, _ids(event)))
+        answer.finished = True
+        messages.append(SseMessage(DONE, _done_data(event), item.id))
+        return messages
+
+
+def _ids(event: ResponseStart | ResponseDelta | ResponseDone | ResponseError) -> dict[str, Any]:
+    return {"message_id": event.message_id, "attempt": event.attempt}
+
+
+def _start_data(event: ResponseStart) -> dict[str, Any]:
+    data = _ids(event)
+    if event.source is not None:
+        data["source"] = event.source
+    if event.model is not None:
+        data["model"] = event.model
+    return data
+
+
+def _token_data(event: ResponseDelta) -> dict[str, Any]:
+    return {**_ids(event), "seq": event.seq, "delta": event.text}
+
+
+def _done_data(event: ResponseDone) -> dict[str, Any]:
+    return {
+        **_ids(event),
+        "text": event.text,
+        "source": event.source,
+        "model": event.model,
+        "usage": event.usage.model_dump(mode="json"),
+        "timings": event.timings.model_dump(mode="json"),
+    }
+
+
+def _error_data(event: ResponseError) -> dict[str, Any]:
+    return {**_ids(event), "code": event.code, "message": event.message}

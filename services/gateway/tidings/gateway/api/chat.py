@@ -1,0 +1,158 @@
+"""`POST /chat`: accept a user message, publish it, answer where to stream the reply."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+
+from tidings.common.events import UserMessage, new_id
+from tidings.common.logging import bind, get_logger
+from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent, trace_id_of
+from tidings.gateway.deps import PublisherDep, SettingsDep
+from tidings.gateway.errors import ApiError, describe_validation_errors
+from tidings.gateway.metrics import MESSAGES_ACCEPTED
+from tidings.gateway.publisher import PublishError
+from tidings.gateway.schemas import ChatAccepted, ChatRequest, ErrorBody, stream_url
+from tidings.gateway.settings import GatewaySettings
+
+log = get_logger(__name__)
+router = APIRouter()
+
+# A JSON string may spell each byte of text as a six-character escape, so the body limit
+# leaves room for that before the decoded sizes are checked exactly.
+_ESCAPE_FACTOR = 6
+_ENVELOPE_BYTES = 1024
+
+
+def body_limit(settings: GatewaySettings) -> int:
+    """Largest request body worth reading for the configured message and metadata limits."""
+    return _ESCAPE_FACTOR * (settings.max_message_bytes + settings.max_metadata_bytes) + (
+        _ENVELOPE_BYTES
+    )
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "message_too_large", f"The request body is larger than {limit} bytes.")
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _parse(body: bytes) -> ChatRequest:
+    try:
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        if any(error["type"] == "json_invalid" for error in errors):
+            raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+        code = (
+            "invalid_session_id"
+            if any(error["loc"] == ("session_id",) for error in errors)
+            else "invalid_request"
+        )
+        raise ApiError(422, code, describe_validation_errors(errors)) from None
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+async def read_chat_request(request: Request, settings: SettingsDep) -> ChatRequest:
+    """The validated body of `POST /chat`, or an `ApiError` with a precise code."""
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    chat = _parse(await _read_body(request, body_limit(settings)))
+    if len(chat.message.encode()) > settings.max_message_bytes:
+        raise ApiError(
+            413,
+            "message_too_large",
+            f"The message is longer than {settings.max_message_bytes} bytes.",
+        )
+    if not chat.message.strip():
+        raise ApiError(422, "empty_message", "The message is empty.")
+    if _json_size(chat.metadata) > settings.max_metadata_bytes:
+        raise ApiError(
+            413,
+            "metadata_too_large",
+            f"The metadata is larger than {settings.max_metadata_bytes} bytes as JSON.",
+        )
+    return chat
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "The body is not valid JSON (`invalid_json`).",
+        413: "The message or metadata is too large.",
+        415: "The body is not JSON.",
+        422: "Unknown or mistyped fields, an empty message or a malformed session id.",
+        503: "The broker did not acknowledge the message in time (`broker_unavailable`).",
+    }.items()
+}
+
+
+@router.post(
+    "/chat",
+    status_code=202,
+    response_model=ChatAccepted,
+    responses=_ERRORS,
+    summary="Send a chat message",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ChatRequest.model_json_schema()}},
+        }
+    },
+)
+async def chat(
+    request: Request,
+    body: Annotated[ChatRequest, Depends(read_chat_request)],
+    publisher: PublisherDep,
+) -> ChatAccepted:
+    """Queue the message for the responder; 202 once the broker has acknowledged it."""
+    session_id = body.session_id or new_id()
+    message = UserMessage(
+        message_id=new_id(), session_id=session_id, text=body.message, metadata=body.metadata
+    )
+    traceparent = child_traceparent(request.headers.get(TRACEPARENT_HEADER))
+    with bind(
+        session_id=session_id, message_id=message.message_id, trace_id=trace_id_of(traceparent)
+    ):
+        if not publisher.running:
+            raise ApiError(503, "unavailable", "The gateway is shutting down; try again.")
+        try:
+            await publisher.publish(message, traceparent=traceparent)
+        except PublishError as exc:
+            log.warning("message not acknowledged by the broker", error=str(exc))
+            raise ApiError(
+                503,
+                "broker_unavailable",
+                "The message could not be queued right now; try again shortly.",
+                headers={"Retry-After": "2"},
+            ) from None
+        MESSAGES_ACCEPTED.inc()
+        log.info("message accepted", chars=len(body.message))
+    return ChatAccepted(
+        session_id=session_id,
+        message_id=message.message_id,
+        stream_url=stream_url(session_id, message.message_id),
+    )

@@ -1,0 +1,70 @@
+"""ASGI middleware: request metrics and the last line of defence against unhandled errors.
+
+Both are plain ASGI (not `BaseHTTPMiddleware`) so SSE responses stream through untouched.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidings.common.logging import get_logger
+from tidings.gateway.errors import error_response
+from tidings.gateway.metrics import HTTP_REQUESTS
+
+log = get_logger(__name__)
+
+
+class CatchAllMiddleware:
+    """Turn any unhandled exception into a logged 500 `internal_error` JSON answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error", path=scope.get("path"), method=scope.get("method"))
+            if started:
+                # Headers are gone already; let the server abort the connection.
+                raise
+            response = error_response(500, "internal_error", "Something went wrong on our side.")
+            await response(scope, receive, send)
+
+
+class MetricsMiddleware:
+    """Count every HTTP answer by route template (not raw path), method and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            # Unmatched paths are bucketed together so scanners cannot explode label cardinality.
+            template = getattr(route, "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(template, scope.get("method", ""), str(status)).inc()

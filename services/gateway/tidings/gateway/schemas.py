@@ -1,0 +1,60 @@
+"""Bodies of the gateway's HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Session ids are bearer-like handles to a conversation's stream: the server issues 128-bit
+# random ones, and a client-chosen one must at least be long and plain enough to be safe in
+# URLs, logs and Kafka keys.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ChatRequest(BaseModel):
+    """`POST /chat`: one user message."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    message: str = Field(description="What the user wrote (UTF-8, not empty).")
+    session_id: str | None = Field(
+        default=None,
+        pattern=SESSION_ID_PATTERN,
+        description="Conversation to continue; omit it to start a new one.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form client context (page URL, locale, ...), passed to the responder.",
+    )
+
+
+class ChatAccepted(BaseModel):
+    """`POST /chat` answer (202): where to follow the reply."""
+
+    session_id: str = Field(description="Conversation id; send it with the next message.")
+    message_id: str = Field(description="Id of the accepted message; the answer refers to it.")
+    stream_url: str = Field(description="Relative URL of the SSE stream carrying the answer.")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(description="Stable machine-readable reason, e.g. `empty_message`.")
+    message: str = Field(description="Human-readable explanation.")
+
+
+class ErrorBody(BaseModel):
+    """Body of every error answer."""
+
+    error: ErrorDetail
+
+
+def stream_url(session_id: str, message_id: str | None = None) -> str:
+    """The `/stream` URL for a session, optionally narrowed to one answer."""
+    params = {"session_id": session_id}
+    if message_id is not None:
+        params["message_id"] = message_id
+    return f"/stream?{urlencode(params)}"

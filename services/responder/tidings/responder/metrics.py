@@ -1,0 +1,69 @@
+"""Prometheus metrics of the responder (exposed on `/metrics` of its ops server)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from tidings.common.metrics import LATENCY_BUCKETS, metric_name
+
+ANSWERS = Counter(
+    metric_name("responder_answers_total"),
+    "Answers completed (response.done), by source (faq, llm, fallback).",
+    ["source"],
+)
+ERRORS = Counter(
+    metric_name("responder_errors_total"),
+    "Answers that ended with response.error, by code.",
+    ["code"],
+)
+LLM_FAILURES = Counter(
+    metric_name("responder_llm_failures_total"),
+    "LLM generations that failed, by code, including those rescued by the fallback answer.",
+    ["code"],
+)
+FIRST_TOKEN = Histogram(
+    metric_name("responder_first_token_seconds"),
+    "From the start of work on a message to its first answer text, by source.",
+    ["source"],
+    buckets=LATENCY_BUCKETS,
+)
+ANSWER_TIME = Histogram(
+    metric_name("responder_answer_seconds"),
+    "From the start of work on a message to its terminal event, by source.",
+    ["source"],
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_TIME = Histogram(
+    metric_name("responder_queue_seconds"),
+    "From the user message's timestamp to the start of work on it.",
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    metric_name("responder_in_flight"),
+    "Messages being answered right now.",
+)
+BACKLOG = Gauge(
+    metric_name("responder_backlog"),
+    "Messages fetched and waiting or running, over all assigned partitions.",
+)
+DEAD_LETTERED = Counter(
+    metric_name("responder_dead_lettered_total"),
+    "user_messages records sent to the dead-letter topic.",
+)
+ABANDONED = Counter(
+    metric_name("responder_abandoned_total"),
+    "Answers abandoned uncommitted (rebalance or shutdown); they are redelivered.",
+)
+LLM_TOKENS = Counter(
+    metric_name("responder_llm_tokens_total"),
+    "Tokens reported by the LLM backend, by kind (prompt, completion).",
+    ["kind"],
+)
+LLM_CHUNKS = Counter(
+    metric_name("responder_llm_chunks_total"),
+    "Text chunks received from the LLM backend.",
+)
+DELTAS = Counter(
+    metric_name("responder_deltas_total"),
+    "response.delta events published (after coalescing).",
+)

@@ -1,0 +1,144 @@
+"""The work of one assigned partition: answer its messages in order, track what finished.
+
+With `max_in_flight=1` a partition is answered strictly in offset order. A higher value
+answers messages of *different* sessions (Kafka keys) of the partition at the same time,
+while the messages of one session still wait for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeAlias
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from tidings.common.logging import get_logger
+from tidings.responder import metrics
+from tidings.responder.offsets import OffsetTracker
+
+log = get_logger(__name__)
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+Handler: TypeAlias = Callable[[Record], Coroutine[Any, Any, None]]
+
+
+class PartitionWorker:
+    """Runs `handler` for each record of one partition in background tasks."""
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        handler: Handler,
+        *,
+        max_in_flight: int = 1,
+        on_crash: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.tp = tp
+        self.tracker = OffsetTracker()
+        self._handler = handler
+        self._max_in_flight = max_in_flight
+        self._on_crash = on_crash
+        self._waiting: deque[Record] = deque()
+        self._running: dict[int, tuple[asyncio.Task[None], bytes]] = {}
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def backlog(self) -> int:
+        """Messages waiting or being answered."""
+        return len(self._waiting) + len(self._running)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def add(self, records: Iterable[Record]) -> None:
+        """Queue fetched records (in offset order) and start what may start."""
+        if self._closed:
+            return
+        for record in records:
+            self.tracker.add(record.offset)
+            self._waiting.append(record)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._closed:
+            return
+        # A key is blocked while one of its messages runs or waits ahead, so each session's
+        # messages are answered in order; the first waiting message of a free key may start.
+        blocked = {key for _, key in self._running.values()}
+        for record in list(self._waiting):
+            key = record.key or b""
+            if key in blocked:
+                continue
+            blocked.add(key)
+            if len(self._running) >= self._max_in_flight:
+                break
+            self._waiting.remove(record)
+            self._start(record, key)
+        if self._running or self._waiting:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    def _start(self, record: Record, key: bytes) -> None:
+        task = asyncio.create_task(
+            self._handler(record), name=f"answer-{record.topic}-{record.partition}-{record.offset}"
+        )
+        self._running[record.offset] = (task, key)
+        metrics.IN_FLIGHT.inc()
+        task.add_done_callback(lambda done: self._done(record, done))
+
+    def _done(self, record: Record, task: asyncio.Task[None]) -> None:
+        self._running.pop(record.offset, None)
+        metrics.IN_FLIGHT.dec()
+        if task.cancelled():
+            # Abandoned: left uncommitted so the message is redelivered.
+            metrics.ABANDONED.inc()
+            log.warning("answer abandoned", partition=record.partition, offset=record.offset)
+        elif (error := task.exception()) is not None:
+            log.error(
+                "answering crashed; the partition stops here",
+                partition=record.partition,
+                offset=record.offset,
+                error=repr(error),
+            )
+            self._closed = True
+            self._waiting.clear()
+            if self._on_crash is not None:
+                self._on_crash(error)
+        else:
+            self.tracker.finish(record.offset)
+        self._schedule()
+        if self._closed and not self._running:
+            self._idle.set()
+
+    async def stop(self, grace_s: float) -> None:
+        """Drop waiting records, let running answers finish for `grace_s`, cancel the rest."""
+        self._closed = True
+        dropped = len(self._waiting)
+        self._waiting.clear()
+        running = [task for task, _ in self._running.values()]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        self._idle.set()
+        if dropped or running:
+            log.info(
+                "partition stopped",
+                topic=self.tp.topic,
+                partition=self.tp.partition,
+                dropped=dropped,
+                running=len(running),
+            )
+
+    async def wait_idle(self) -> None:
+        """Return once nothing waits or runs."""
+        await self._idle.wait()

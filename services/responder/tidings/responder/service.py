@@ -1,0 +1,176 @@
+"""The responder service: Kafka clients, the consumer loop and the ops HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
+from tidings.common.logging import get_logger
+from tidings.common.ops import ops_app
+from tidings.common.runtime import HttpServer
+from tidings.responder.consumer import ResponderConsumer
+from tidings.responder.faq import load_faq
+from tidings.responder.handler import MessageHandler
+from tidings.responder.llm import LLMBackend, create_backend
+from tidings.responder.router import Router, RouterConfig
+from tidings.responder.settings import ResponderSettings
+
+log = get_logger(__name__)
+
+
+class ResponderFailedError(RuntimeError):
+    """The responder cannot go on (for example the broker stayed unreachable)."""
+
+
+class ResponderService:
+    """Answers `user_messages` until exited; `async with ResponderService(settings): ...`.
+
+    The FAQ file and the LLM backend are checked when the object is created, so a wrong
+    RESPONDER_FAQ_PATH or LLM_BACKEND fails at start-up with a clear message.
+    """
+
+    def __init__(self, settings: ResponderSettings, *, backend: LLMBackend | None = None) -> None:
+        self.settings = settings
+        self._faq = load_faq(settings.faq_path)
+        self._backend = backend or create_backend(settings.llm)
+        self.fallback_text = settings.fallback_text or self._faq.fallback
+        self._stack = AsyncExitStack()
+        self._consumer: ResponderConsumer | None = None
+        self._http: HttpServer | None = None
+        self._failure: asyncio.Future[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port of the ops server (/health, /ready, /metrics)."""
+        if self._http is None:
+            raise RuntimeError("the responder is not running")
+        return self._http.port
+
+    @property
+    def assigned_partitions(self) -> list[int]:
+        """The `user_messages` partitions this replica answers right now."""
+        return [tp.partition for tp in self._consumer.assigned] if self._consumer else []
+
+    async def __aenter__(self) -> ResponderService:
+        settings = self.settings
+        kafka = settings.kafka
+        self._failure = asyncio.get_running_loop().create_future()
+        try:
+            self._stack.push_async_callback(self._backend.aclose)
+            await ensure_topics(kafka)
+            producer = await self._stack.enter_async_context(
+                kafka_producer(kafka, name="responder")
+            )
+            consumer = await self._stack.enter_async_context(
+                kafka_consumer(
+                    kafka,
+                    group_id=settings.group_id,
+                    name="responder",
+                    # Revoked partitions may finish their answers before the group moves on.
+                    rebalance_timeout_ms=int((settings.revoke_grace_s + 20) * 1000),
+                )
+            )
+            router = Router(
+                self._faq,
+                self._backend,
+                RouterConfig(
+                    fallback_text=self.fallback_text,
+                    flush_ms=settings.flush_ms,
+                    flush_chars=settings.flush_chars,
+                    llm_timeout_s=settings.llm.llm_timeout,
+                ),
+            )
+            handler = MessageHandler(
+                router,
+                producer,
+                kafka,
+                group_id=settings.group_id,
+                max_attempts=settings.max_attempts,
+            )
+            self._consumer = ResponderConsumer(
+                consumer,
+                kafka.user_messages_topic,
+                handler,
+                max_in_flight=settings.max_in_flight,
+                max_backlog=settings.max_backlog,
+                revoke_grace_s=settings.revoke_grace_s,
+                on_crash=self._crashed,
+            )
+            self._consumer.start()
+            self._http = HttpServer(
+                ops_app("responder", self._ready), settings.host, settings.port, name="responder"
+            )
+            await self._http.start()
+        except BaseException:
+            await self._close()
+            raise
+        log.info(
+            "responder started",
+            topic=kafka.user_messages_topic,
+            group=settings.group_id,
+            llm_backend=self._backend.name,
+            model=self._backend.model,
+            faq_intents=len(self._faq.intents),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        # Order matters: finish answers while the producer is still open, commit, then
+        # leave the group (consumer stop), close the producer, and last the ops server.
+        try:
+            if self._consumer is not None:
+                await self._consumer.shutdown(self.settings.shutdown_grace_s)
+        finally:
+            try:
+                await self._stack.aclose()
+            finally:
+                if self._http is not None:
+                    await self._http.stop()
+                    self._http = None
+                log.info("responder stopped")
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Return when `stop` is set; raise `ResponderFailedError` if the responder fails first."""
+        assert self._failure is not None, "use inside `async with`"
+        stopped = asyncio.create_task(stop.wait())
+        waited: set[asyncio.Future[Any]] = {stopped, self._failure}
+        try:
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopped
+        if self._failure.done():
+            error = self._failure.exception()
+            raise ResponderFailedError(f"the responder stopped working: {error!r}") from error
+
+    def _crashed(self, error: BaseException) -> None:
+        if self._failure is not None and not self._failure.done():
+            self._failure.set_exception(error)
+            # Retrieved here so asyncio does not report it as never retrieved.
+            self._failure.exception()
+
+    async def _ready(self) -> dict[str, bool]:
+        failed = self._failure is None or self._failure.done()
+        return {
+            "consumer": self._consumer is not None and self._consumer.running,
+            "healthy": not failed,
+        }
+
+
+async def serve(settings: ResponderSettings, stop: asyncio.Event) -> None:
+    """Run the responder until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    async with ResponderService(settings) as service:
+        await service.run_until(stop)

@@ -1,0 +1,108 @@
+"""Builders and fakes shared by the gateway unit tests (pure logic, nothing running)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.common.events import (
+    ResponseDelta,
+    ResponseDone,
+    ResponseError,
+    ResponseStart,
+    UserMessage,
+)
+from tidings.gateway.publisher import PublishError
+from tidings.gateway.replay import AnswerEvent, StreamEvent
+
+SESSION = "session-0001"
+
+
+class Positions:
+    """Hands out increasing Kafka offsets, like one partition would."""
+
+    def __init__(self, partition: int = 0) -> None:
+        self.partition = partition
+        self.offset = 0
+
+    def wrap(self, event: AnswerEvent, *, at: float | None = None) -> StreamEvent:
+        received_at = time.monotonic() if at is None else at
+        item = StreamEvent(self.partition, self.offset, event, received_at)
+        self.offset += 1
+        return item
+
+
+def start(message_id: str = "m1", attempt: str = "a1", session_id: str = SESSION) -> ResponseStart:
+    return ResponseStart(
+        message_id=message_id, session_id=session_id, attempt=attempt, source="llm", model="smol"
+    )
+
+
+def delta(
+    seq: int, text: str, message_id: str = "m1", attempt: str = "a1", session_id: str = SESSION
+) -> ResponseDelta:
+    return ResponseDelta(
+        message_id=message_id, session_id=session_id, attempt=attempt, seq=seq, text=text
+    )
+
+
+def done(
+    text: str, message_id: str = "m1", attempt: str = "a1", session_id: str = SESSION
+) -> ResponseDone:
+    return ResponseDone(
+        message_id=message_id, session_id=session_id, attempt=attempt, text=text, source="llm"
+    )
+
+
+def error(message_id: str = "m1", attempt: str = "a1", session_id: str = SESSION) -> ResponseError:
+    return ResponseError(
+        message_id=message_id,
+        session_id=session_id,
+        attempt=attempt,
+        code="llm_unavailable",
+        message="The assistant is unavailable.",
+    )
+
+
+@dataclass
+class FakePublisher:
+    """Records what would have been sent to Kafka; can be told to fail."""
+
+    running: bool = True
+    fail_with: Exception | None = None
+    sent: list[tuple[UserMessage, str]] = field(default_factory=list)
+
+    async def publish(self, message: UserMessage, *, traceparent: str) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append((message, traceparent))
+
+
+def broker_down() -> PublishError:
+    return PublishError("KafkaTimeoutError")
+
+
+@dataclass
+class SseEvent:
+    event: str | None
+    data: Any
+    id: str | None
+
+
+def parse_sse(text: str) -> list[SseEvent]:
+    """Events (not comments) of an SSE body; `data` is decoded JSON."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if "data" in fields:
+            events.append(
+                SseEvent(fields.get("event"), json.loads(fields["data"]), fields.get("id"))
+            )
+    return events

@@ -1,0 +1,41 @@
+"""Operators configure the gateway with GATEWAY_* and the shared KAFKA_* variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.gateway.settings import GatewaySettings
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", "9100")
+    monkeypatch.setenv("GATEWAY_MAX_MESSAGE_BYTES", "2048")
+    monkeypatch.setenv("GATEWAY_SSE_PING_S", "5")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", "staging-")
+
+    settings = GatewaySettings()
+
+    assert settings.port == 9100
+    assert settings.max_message_bytes == 2048
+    assert settings.sse_ping_s == 5
+    assert settings.kafka.bootstrap_servers == "kafka-0:9092,kafka-1:9092"
+    assert settings.kafka.user_messages_topic == "staging-user_messages"
+
+
+def test_defaults_match_the_documented_surface(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_MAX_MESSAGE_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+
+    settings = GatewaySettings()
+
+    assert (settings.host, settings.port) == ("0.0.0.0", 8000)
+    assert settings.max_message_bytes == 8192
+    assert settings.sse_ping_s == 15
+
+
+def test_nonsense_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", "70000")
+
+    with pytest.raises(ValueError, match="port"):
+        GatewaySettings()
