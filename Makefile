@@ -17,7 +17,7 @@ WHEEL_CACHE ?= $(HOME)/.cache/tidings/wheels
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-portable
 
-.PHONY: help install run test test-unit lint format clean
+.PHONY: help install run test test-unit bench lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -54,6 +54,9 @@ test: install ## Run every test (starts a real broker and LLM server)
 
 test-unit: install ## Run the unit tests only (nothing needs to be running)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: install ## Run the benchmarks and write docs/benchmarks.md (several minutes)
+	$(BIN)/python tests/bench/run.py
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .

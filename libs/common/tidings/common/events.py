@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 USER_MESSAGE: Final = "user_message.v1"
+MESSAGE_CANCEL: Final = "message.cancel.v1"
 RESPONSE_START: Final = "response.start.v1"
 RESPONSE_DELTA: Final = "response.delta.v1"
 RESPONSE_DONE: Final = "response.done.v1"
@@ -22,6 +23,7 @@ RESPONSE_ERROR: Final = "response.error.v1"
 MEMORY_STORED: Final = "memory.stored.v1"
 
 AnswerSource = Literal["faq", "llm", "tool", "fallback"]
+ErrorReason = Literal["failed", "cancelled", "timeout", "unavailable"]
 
 
 def new_id() -> str:
@@ -61,6 +63,19 @@ class UserMessage(Event):
     )
 
 
+class CancelRequest(Event):
+    """A client asked to stop the answer to a message (topic `user_messages`).
+
+    It travels on the message's own partition (same key), so the responder that owns the
+    message sees it, whichever gateway replica the cancel came through.
+    """
+
+    schema_: Literal["message.cancel.v1"] = Field(default=MESSAGE_CANCEL, alias="schema")
+    message_id: str = Field(description="The user message whose answer should stop.")
+    session_id: str = Field(description="Conversation; the Kafka key.")
+    user: str | None = Field(default=None, description="Subject that asked, or null.")
+
+
 class ResponseEvent(Event):
     """Fields of every event about one answer (topic `model_responses`)."""
 
@@ -90,6 +105,16 @@ class ResponseDelta(ResponseEvent):
     schema_: Literal["response.delta.v1"] = Field(default=RESPONSE_DELTA, alias="schema")
     seq: int = Field(ge=0, description="Position of this chunk within its attempt.")
     text: str = Field(description="The text to append.")
+
+
+class SourceRef(BaseModel):
+    """A knowledge-base document an answer was grounded in."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    title: str = Field(description="Document title (with its heading path when useful).")
+    url: str | None = Field(default=None, description="Where a person can read it.")
+    score: float | None = Field(default=None, description="Retrieval score, higher is closer.")
 
 
 class Usage(BaseModel):
@@ -124,6 +149,9 @@ class ResponseDone(ResponseEvent):
     model: str | None = Field(default=None, description="Model name for LLM answers.")
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
+    sources: list[SourceRef] = Field(
+        default_factory=list, description="Knowledge documents the answer used, if any."
+    )
 
 
 class ResponseError(ResponseEvent):
@@ -132,6 +160,10 @@ class ResponseError(ResponseEvent):
     schema_: Literal["response.error.v1"] = Field(default=RESPONSE_ERROR, alias="schema")
     code: str = Field(description="Stable machine-readable reason, e.g. `llm_unavailable`.")
     message: str = Field(description="Human-readable explanation, safe to show to a user.")
+    reason: ErrorReason = Field(
+        default="failed",
+        description="Why it ended: failed, cancelled (by the client), timeout, unavailable.",
+    )
 
 
 class MemoryStored(Event):
@@ -151,13 +183,22 @@ AnyResponseEvent = Annotated[
 ]
 TERMINAL_SCHEMAS = frozenset({RESPONSE_DONE, RESPONSE_ERROR})
 
+AnyInboundEvent = Annotated[UserMessage | CancelRequest, Field(discriminator="schema_")]
+
 AnyEvent = Annotated[
-    UserMessage | ResponseStart | ResponseDelta | ResponseDone | ResponseError | MemoryStored,
+    UserMessage
+    | CancelRequest
+    | ResponseStart
+    | ResponseDelta
+    | ResponseDone
+    | ResponseError
+    | MemoryStored,
     Field(discriminator="schema_"),
 ]
 
 _any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 _response_event: TypeAdapter[AnyResponseEvent] = TypeAdapter(AnyResponseEvent)
+_inbound_event: TypeAdapter[AnyInboundEvent] = TypeAdapter(AnyInboundEvent)
 
 
 def parse_event(raw: bytes | str) -> AnyEvent:
@@ -168,6 +209,11 @@ def parse_event(raw: bytes | str) -> AnyEvent:
 def parse_response_event(raw: bytes | str) -> AnyResponseEvent:
     """Parse a `model_responses` event; raises `pydantic.ValidationError` otherwise."""
     return _response_event.validate_json(raw)
+
+
+def parse_inbound_event(raw: bytes | str) -> UserMessage | CancelRequest:
+    """Parse a `user_messages` event (a message or a cancel request)."""
+    return _inbound_event.validate_json(raw)
 
 
 def parse_user_message(raw: bytes | str) -> UserMessage:

@@ -1,0 +1,128 @@
+"""The memory service's HTTP API: response models and the client the other services use.
+
+The memory worker owns Qdrant; the responder asks it for context before calling the LLM and
+the gateway asks it for a session's history. Both go through `MemoryClient`, which never
+raises on an unreachable or failing memory service — it returns None and the caller answers
+without memory (the responder logs that once).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tidings.common.logging import get_logger
+
+log = get_logger(__name__)
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class MemoryApiSettings(BaseSettings):
+    """Where the memory service's HTTP API is (for the responder and the gateway)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_", extra="ignore")
+
+    url: str | None = Field(
+        default="http://127.0.0.1:8001",
+        title="Memory service URL",
+        description="MEMORY_URL; empty disables memory (answers and history without it).",
+    )
+    timeout_s: float = Field(default=2.0, gt=0, title="Memory API timeout (s)")
+
+
+class Turn(BaseModel):
+    """One stored conversation turn."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    message_id: str
+    role: Literal["user", "assistant"]
+    text: str
+    ts: datetime
+    source: str | None = Field(default=None, description="For answers: faq, llm, tool, ...")
+    score: float | None = Field(default=None, description="Similarity, for related turns.")
+
+
+class KnowledgeChunk(BaseModel):
+    """A piece of a knowledge-base document."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    chunk_id: str
+    text: str
+    title: str = Field(description="Document title and heading path, e.g. 'Returns > Refunds'.")
+    url: str | None = None
+    source: str = Field(description="Where it was ingested from (file path or Confluence).")
+    score: float
+
+
+class Context(BaseModel):
+    """`GET /context`: what the responder adds to an LLM prompt."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    session_id: str
+    recent: list[Turn] = Field(default_factory=list, description="Latest turns, oldest first.")
+    related: list[Turn] = Field(
+        default_factory=list,
+        description="Earlier turns of this session or user related to the query (never another "
+        "user's), best first.",
+    )
+    knowledge: list[KnowledgeChunk] = Field(default_factory=list, description="Best first.")
+
+
+class SessionMessages(BaseModel):
+    """`GET /sessions/{session_id}/messages`: the session's turns in order."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    session_id: str
+    messages: list[Turn] = Field(default_factory=list)
+
+
+class MemoryClient:
+    """Async client of the memory API; create in a lifespan and `aclose()` it."""
+
+    def __init__(
+        self, settings: MemoryApiSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.enabled = bool(settings.url)
+        self._client = httpx.AsyncClient(
+            base_url=settings.url or "http://memory.invalid",
+            timeout=settings.timeout_s,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def context(
+        self, session_id: str, query: str, *, user: str | None = None
+    ) -> Context | None:
+        """Context for an answer, or None when memory is disabled or not answering."""
+        params = {"session_id": session_id, "query": query}
+        if user:
+            params["user"] = user
+        return await self._get("/context", params, Context)
+
+    async def session_messages(
+        self, session_id: str, *, user: str | None = None
+    ) -> SessionMessages | None:
+        """A session's turns in order, or None when memory is disabled or not answering."""
+        params = {"user": user} if user else {}
+        return await self._get(f"/sessions/{session_id}/messages", params, SessionMessages)
+
+    async def _get(self, path: str, params: dict[str, str], model: type[_M]) -> _M | None:
+        if not self.enabled:
+            return None
+        try:
+            response = await self._client.get(path, params=params)
+            response.raise_for_status()
+            return model.model_validate_json(response.content)
+        except (httpx.HTTPError, ValidationError) as exc:
+            log.warning("memory service unavailable", path=path, error=repr(exc))
+            return None
