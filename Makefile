@@ -16,6 +16,9 @@ LLAMA_CPP_VERSION := 0.3.36
 WHEEL_CACHE ?= $(HOME)/.cache/tidings/wheels
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-portable
+# The widget's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install run test test-unit bench lint format clean
 
@@ -46,10 +49,15 @@ $(STAMP): $(LLAMA_WHEEL_STAMP)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 run: install ## Start the whole stack on this machine (broker, LLM, memory, responder, gateway)
 	$(BIN)/tidings dev
 
-test: install ## Run every test (starts a real broker and LLM server)
+test: install $(CHROMIUM) ## Run every test (starts a real broker, LLM server and browser)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## Run the unit tests only (nothing needs to be running)
