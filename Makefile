@@ -20,7 +20,7 @@ LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-porta
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install run test test-unit bench lint format clean
+.PHONY: help install run test test-unit bench k8s-check lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -65,6 +65,9 @@ test-unit: install ## Run the unit tests only (nothing needs to be running)
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md (several minutes)
 	$(BIN)/python tests/bench/run.py
+
+k8s-check: install ## Render and validate k8s/ and compose.yaml offline
+	$(BIN)/python -m pytest tests/unit/deploy $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .

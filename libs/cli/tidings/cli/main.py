@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from tidings.cli.lag import lag as lag_command
 from tidings.common.logging import configure_logging
 from tidings.common.runtime import PortInUseError, run_service
 from tidings.common.settings import KafkaSettings, LogSettings
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Create or list the Kafka topics of the event contract.")
 app.add_typer(topics_app, name="topics")
+app.command("lag")(lag_command)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -1,0 +1,182 @@
+"""compose.yaml, checked without Docker: it parses, its start order is sound, and it names
+only images, ports and variables the services really have."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+from deploy_settings import ROOT, service_env_vars
+
+from tidings.common.settings import LLMBackend
+from tidings.gateway.settings import GatewaySettings
+from tidings.memory.settings import MemorySettings
+from tidings.responder.settings import ResponderSettings
+
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+# The three images and the port each listens on by default.
+TIDINGS = {
+    "gateway": ("GATEWAY_PORT", GatewaySettings.model_fields["port"].default),
+    "responder": ("RESPONDER_PORT", ResponderSettings.model_fields["port"].default),
+    "memory": ("MEMORY_PORT", MemorySettings.model_fields["port"].default),
+}
+ONE_SHOT = {"topics", "ollama-pull"}
+
+
+def _tidings_services() -> dict[str, str]:
+    """compose service -> which Tidings image it runs."""
+    result = {}
+    for name, spec in SERVICES.items():
+        image = spec.get("image", "")
+        if image.startswith("tidings-"):
+            result[name] = image.split(":")[0].removeprefix("tidings-")
+    return result
+
+
+def test_tidings_services_use_the_images_built_from_docker() -> None:
+    services = _tidings_services()
+    assert set(services.values()) == set(TIDINGS)
+    for name, image in services.items():
+        build = SERVICES[name]["build"]
+        assert build["context"] == "."
+        assert build["dockerfile"] == f"docker/{image}.Dockerfile"
+        assert (ROOT / build["dockerfile"]).is_file()
+
+
+def test_third_party_images_are_pinned() -> None:
+    for name, spec in SERVICES.items():
+        image = spec["image"]
+        if image.startswith("tidings-"):
+            continue
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest", f"{name}: {image}"
+
+
+def test_environment_names_only_settings_the_services_read() -> None:
+    known = {n for var in service_env_vars().values() for n in var.names}
+    for name in _tidings_services():
+        env = SERVICES[name].get("environment", {})
+        unknown = set(env) - known
+        assert not unknown, f"{name} sets variables no service reads: {unknown}"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "true"  # real Kafka
+
+
+def test_ports_and_healthchecks_match_each_service() -> None:
+    for name, image in _tidings_services().items():
+        spec = SERVICES[name]
+        if name in ONE_SHOT:
+            assert spec["restart"] == "no"
+            continue
+        port_var, default = TIDINGS[image]
+        port = int(spec["environment"].get(port_var, default))
+        assert spec["ports"] == [f"{port}:{port}"]
+        assert spec["healthcheck"]["test"] == [
+            "CMD",
+            "python",
+            "/opt/tidings/healthcheck.py",
+            port_var,
+            str(port),
+        ]
+        assert spec["read_only"] is True and "/tmp" in spec["tmpfs"]
+        assert spec["cap_drop"] == ["ALL"]
+
+
+def test_start_order_follows_health() -> None:
+    for name, spec in SERVICES.items():
+        if name not in ONE_SHOT:
+            assert "healthcheck" in spec, f"{name} has no healthcheck"
+        for dependency, rule in spec.get("depends_on", {}).items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            condition = rule["condition"]
+            if dependency in ONE_SHOT:
+                assert condition == "service_completed_successfully", (name, dependency)
+            else:
+                assert condition == "service_healthy", (name, dependency)
+                assert "healthcheck" in SERVICES[dependency]
+            # A service in a profile may not be needed by one outside it.
+            assert set(SERVICES[dependency].get("profiles", [])) <= set(spec.get("profiles", []))
+    # The chain the README's curl session needs.
+    assert "topics" in SERVICES["gateway"]["depends_on"]
+    assert "ollama-pull" in SERVICES["responder"]["depends_on"]
+    assert "qdrant" in SERVICES["memory"]["depends_on"]
+
+
+def test_responder_uses_ollama_with_the_pulled_model() -> None:
+    env = SERVICES["responder"]["environment"]
+    assert env["LLM_BACKEND"] == LLMBackend.OLLAMA.value
+    url = urlparse(env["OLLAMA_URL"])
+    assert url.hostname == "ollama" and url.port == 11434
+    assert SERVICES["ollama-pull"]["command"] == ["pull", env["OLLAMA_MODEL"]]
+    assert env["OLLAMA_MODEL"].startswith("${OLLAMA_MODEL:-")  # configurable
+    for name in ("responder", "gateway"):
+        memory = urlparse(SERVICES[name]["environment"]["MEMORY_URL"])
+        assert memory.hostname == "memory" and memory.port == TIDINGS["memory"][1]
+    qdrant = urlparse(SERVICES["memory"]["environment"]["QDRANT_URL"])
+    assert qdrant.hostname == "qdrant"
+    assert SERVICES["topics"]["command"] == ["topics", "create"]
+
+
+def test_volumes_and_mounted_files_exist() -> None:
+    declared = set(COMPOSE["volumes"])
+    for name, spec in SERVICES.items():
+        for volume in spec.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+            else:
+                assert source in declared, f"{name}: {source}"
+
+
+def test_observability_profile_scrapes_all_three_services() -> None:
+    observability = {n for n, s in SERVICES.items() if "observability" in s.get("profiles", [])}
+    assert observability == {"prometheus", "grafana", "kafka-exporter"}
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    for name, image in _tidings_services().items():
+        if name in ONE_SHOT:
+            continue
+        assert f"{name}:{TIDINGS[image][1]}" in targets
+    for target in targets:
+        assert target.split(":")[0] in SERVICES
+
+
+def test_grafana_provisions_the_dashboard() -> None:
+    grafana = SERVICES["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("./"))
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/tidings.yaml").read_text()
+    )["providers"][0]
+    path = provider["options"]["path"]
+    source = next(src for src, dst in mounts.items() if dst == path)
+    assert (ROOT / source / "tidings.json").is_file()
+    datasource = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"][0]
+    assert urlparse(datasource["url"]).hostname == "prometheus"
+
+
+def test_compose_alerts_equal_the_kubernetes_rules() -> None:
+    compose_rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())["groups"]
+    k8s = [
+        d
+        for d in yaml.safe_load_all((ROOT / "k8s/base/monitoring.yaml").read_text())
+        if d and d["kind"] == "PrometheusRule"
+    ]
+    assert k8s[0]["spec"]["groups"] == compose_rules
+
+
+def test_responder_stop_grace_outlasts_its_shutdown_grace() -> None:
+    grace_field = ResponderSettings.model_fields["grace_s"]
+    grace = float(
+        SERVICES["responder"]["environment"].get("RESPONDER_GRACE_S", grace_field.default)
+    )
+    stop = SERVICES["responder"]["stop_grace_period"]
+    assert stop.endswith("s") and float(stop[:-1]) > grace

@@ -1,0 +1,413 @@
+"""k8s/: every overlay renders and validates, and says what the services really need.
+
+Built-in kinds are validated with kubernetes-validate (Kubernetes 1.30 schemas, strict: no
+unknown fields); KEDA, Strimzi and Prometheus-operator resources with the JSON schemas in
+schemas/ (written from their CRDs). Then the manifests are checked against the code: ports,
+probes, settings, topics, partitions, and the grace period of the responder.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from deploy_kustomize import Doc, merge, render
+from deploy_settings import ROOT, service_env_vars, settings_classes
+
+from tidings.common.kafka import all_topics
+from tidings.common.settings import KafkaSettings, LLMBackend
+
+K8S_VERSION = "1.30.0"
+K8S = ROOT / "k8s"
+TARGETS = {
+    "base": K8S / "base",
+    "dev": K8S / "overlays" / "dev",
+    "prod-vllm": K8S / "overlays" / "prod-vllm",
+}
+SCHEMAS = Path(__file__).parent / "schemas"
+CRD_SCHEMAS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda-scaledobject.schema.yaml",
+    ("kafka.strimzi.io/v1beta2", "Kafka"): "strimzi-kafka.schema.yaml",
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): "strimzi-kafkanodepool.schema.yaml",
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "strimzi-kafkatopic.schema.yaml",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "prometheus-operator.schema.yaml",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "prometheus-operator.schema.yaml",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheus-operator.schema.yaml",
+}
+SERVICES = {"gateway": "GATEWAY_PORT", "responder": "RESPONDER_PORT", "memory": "MEMORY_PORT"}
+
+# Settings deliberately absent from the ConfigMap's data. Each is optional with no default
+# (an empty string would not mean "unset") and must appear, commented, in config.yaml or
+# secret.yaml so an operator finds it; the test checks that it does.
+OPTIONAL_SETTINGS = {
+    "GATEWAY_JWT_JWKS_URL": "only with GATEWAY_AUTH=jwt and an identity provider",
+    "GATEWAY_JWT_AUDIENCE": "only with GATEWAY_AUTH=jwt",
+    "GATEWAY_JWT_ISSUER": "only with GATEWAY_AUTH=jwt",
+    "LLM_FALLBACK_BACKEND": "a second LLM backend is a per-deployment choice",
+    "VCF_MODEL_ENDPOINT": "only with LLM_BACKEND=vcf_private_ai",
+    "VCF_MODEL_NAME": "only with LLM_BACKEND=vcf_private_ai",
+    "LLAMACPP_MODEL_PATH": "in-process model file, not used by the Kubernetes deployment",
+    "LLAMACPP_THREADS": "unset = llama.cpp picks from the CPU count",
+    "RESPONDER_MAX_IN_FLIGHT": "unset = only RESPONDER_MAX_CONCURRENCY caps answers",
+    "RESPONDER_FAQ_PATH": "unset = the packaged bookstore FAQ; set it when mounting your own",
+    "RESPONDER_FALLBACK_TEXT": "unset = the FAQ file's fallback text",
+    "ORDERS_API_URL": "the order-status API is per deployment; unset disables the tool",
+    # Secrets (SecretStr) other than OPENAI_API_KEY: only set when used (secret.yaml).
+    "QDRANT_API_KEY": "only when the Qdrant server requires a key",
+    "GATEWAY_JWT_SECRET": "only with GATEWAY_AUTH=jwt and HS256 tokens",
+    "VCF_API_TOKEN": "unset = the pod's service-account token (VCF_TOKEN_PATH)",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def docs(target: str) -> list[Doc]:
+    return render(TARGETS[target])
+
+
+def _one(docs: list[Doc], kind: str, name: str) -> Doc:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def _config(docs: list[Doc]) -> dict[str, str]:
+    return dict(_one(docs, "ConfigMap", "tidings-config")["data"])
+
+
+def _container(deployment: Doc, name: str | None = None) -> Doc:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if name is None or c["name"] == name)
+
+
+def _topic(docs: list[Doc], topic_name: str) -> Doc:
+    return next(
+        d for d in docs if d["kind"] == "KafkaTopic" and d["spec"]["topicName"] == topic_name
+    )
+
+
+def _schema(file_name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((SCHEMAS / file_name).read_text()))
+
+
+# --- rendering and schemas -------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_renderer_matches_kubectl_kustomize(target: str, docs: list[Doc]) -> None:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(TARGETS[target])],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    theirs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+    mine = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert mine == theirs
+
+
+def test_every_resource_validates_against_its_schema(docs: list[Doc]) -> None:
+    for doc in docs:
+        key = (doc["apiVersion"], doc["kind"])
+        if key in CRD_SCHEMAS:
+            jsonschema.validate(doc, _schema(CRD_SCHEMAS[key]))
+        else:
+            # Raises SchemaNotFoundError for a kind Kubernetes does not have.
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_every_namespaced_resource_lands_in_the_tidings_namespace(docs: list[Doc]) -> None:
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "tidings", doc["metadata"]["name"]
+
+
+def test_crd_schemas_reject_unknown_spec_keys_and_missing_fields() -> None:
+    base = render(TARGETS["base"])
+    scaled = _one(base, "ScaledObject", "responder")
+    schema = _schema(CRD_SCHEMAS[("keda.sh/v1alpha1", "ScaledObject")])
+    bad = copy.deepcopy(scaled)
+    bad["spec"]["maxReplicas"] = 6  # the HPA's name, not KEDA's
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    bad = copy.deepcopy(scaled)
+    del bad["spec"]["triggers"][0]["metadata"]["lagThreshold"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    topic = _one(base, "KafkaTopic", "user-messages")
+    bad = merge(topic, {"spec": {"partitionCount": 6}}, strategic=False)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, _schema("strimzi-kafkatopic.schema.yaml"))
+    pool = _one(base, "KafkaNodePool", "dual-role")
+    bad = merge(pool, {"spec": {"storage": {"type": "ephemeral"}}}, strategic=False)
+    with pytest.raises(jsonschema.ValidationError):  # a jbod key left behind
+        jsonschema.validate(bad, _schema("strimzi-kafkanodepool.schema.yaml"))
+
+
+# --- the three services --------------------------------------------------------------------
+
+
+def test_services_run_hardened_with_probes_on_their_ports(docs: list[Doc]) -> None:
+    config = _config(docs)
+    for name, port_var in SERVICES.items():
+        deployment = _one(docs, "Deployment", name)
+        pod = deployment["spec"]["template"]["spec"]
+        container = _container(deployment, name)
+        assert container["image"].split("/")[-1].startswith(f"{name}:") or container[
+            "image"
+        ].startswith(f"tidings-{name}:")
+        assert container["args"] == [name]  # the image's entrypoint is `tidings`
+        port = int(config[port_var])
+        assert container["ports"] == [{"name": "http", "containerPort": port}]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+        assert set(container["resources"]) == {"requests", "limits"}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+        assert {e.get("configMapRef", {}).get("name") for e in container["envFrom"]} >= {
+            "tidings-config"
+        }
+        service = _one(docs, "Service", name)
+        assert service["spec"]["ports"][0]["port"] == port
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        pdb = _one(docs, "PodDisruptionBudget", name)
+        assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_responder_grace_period_outlasts_its_shutdown_grace(docs: list[Doc]) -> None:
+    config = _config(docs)
+    responder = _one(docs, "Deployment", "responder")
+    pod = responder["spec"]["template"]["spec"]
+    pre_stop = _container(responder)["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    grace = float(config["RESPONDER_GRACE_S"])
+    assert pod["terminationGracePeriodSeconds"] > grace + float(pre_stop[1])
+    memory = _one(docs, "Deployment", "memory")["spec"]["template"]["spec"]
+    assert memory["terminationGracePeriodSeconds"] > float(config["MEMORY_SHUTDOWN_GRACE_S"])
+
+
+def test_config_map_parses_with_every_settings_class(
+    docs: list[Doc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(docs)
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    for cls in settings_classes():
+        cls()  # raises on a value the service would refuse at start
+    assert config["LLM_BACKEND"] in {b.value for b in LLMBackend}
+
+
+def test_config_map_covers_every_setting_the_services_read(docs: list[Doc]) -> None:
+    config = _config(docs)
+    secret = _one(docs, "Secret", "tidings-secrets")
+    secret_keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+    text = (K8S / "base" / "config.yaml").read_text() + (K8S / "base" / "secret.yaml").read_text()
+    env = service_env_vars()
+    missing = []
+    for var in env.values():
+        names = set(var.names)
+        if var.secret:
+            assert not names & set(config), f"{var.names} is a secret: Secret, not ConfigMap"
+            if names & secret_keys:
+                continue
+        elif names & set(config):
+            continue
+        documented = [n for n in names if n in OPTIONAL_SETTINGS and n in text]
+        if not documented:
+            missing.append(f"{'/'.join(var.names)} ({var.owner})")
+    assert not missing, "settings missing from k8s/base/config.yaml: " + ", ".join(missing)
+    known = {n for var in env.values() for n in var.names}
+    assert set(OPTIONAL_SETTINGS) <= known, set(OPTIONAL_SETTINGS) - known  # no stale entries
+    unknown = set(config) - known
+    assert not unknown, f"ConfigMap keys no service reads: {unknown}"
+
+
+# --- Kafka, topics, KEDA ----------------------------------------------------------------
+
+
+def test_topics_exist_for_every_topic_the_services_use(docs: list[Doc]) -> None:
+    config = _config(docs)
+    settings = KafkaSettings(topic_prefix=config["KAFKA_TOPIC_PREFIX"])
+    names = {d["spec"]["topicName"] for d in docs if d["kind"] == "KafkaTopic"}
+    assert names == set(all_topics(settings))
+    partitions = int(config["KAFKA_TOPIC_PARTITIONS"])
+    replication = int(config["KAFKA_REPLICATION_FACTOR"])
+    pool = _one(docs, "KafkaNodePool", "dual-role")["spec"]
+    for name in names:
+        spec = _topic(docs, name)["spec"]
+        assert spec["partitions"] == partitions, name
+        assert spec["replicas"] == replication <= pool["replicas"], name
+    kafka = _one(docs, "Kafka", "tidings")["spec"]["kafka"]
+    listener = next(x for x in kafka["listeners"] if x["port"] == 9092)
+    assert config["KAFKA_BOOTSTRAP_SERVERS"] == "tidings-kafka-bootstrap:9092"
+    assert listener["tls"] is False
+    assert "broker" in pool["roles"] and "controller" in pool["roles"]  # KRaft
+    assert config["KAFKA_ENABLE_IDEMPOTENCE"] == "true"
+
+
+def test_keda_scales_the_responder_on_its_group_lag_up_to_the_partitions(
+    target: str, docs: list[Doc]
+) -> None:
+    config = _config(docs)
+    scaled = _one(docs, "ScaledObject", "responder")["spec"]
+    assert scaled["scaleTargetRef"]["name"] == "responder"
+    (trigger,) = scaled["triggers"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "kafka"
+    assert meta["consumerGroup"] == config["RESPONDER_GROUP_ID"]
+    assert (
+        meta["topic"]
+        == KafkaSettings(topic_prefix=config["KAFKA_TOPIC_PREFIX"]).user_messages_topic
+    )
+    assert meta["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
+    partitions = _topic(docs, meta["topic"])["spec"]["partitions"]
+    assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"] <= partitions
+    if target != "dev":  # dev runs one of everything
+        assert scaled["maxReplicaCount"] == partitions
+    # KEDA would fight any other autoscaler of the responder.
+    assert not [
+        d
+        for d in docs
+        if d["kind"] == "HorizontalPodAutoscaler"
+        and d["spec"]["scaleTargetRef"]["name"] == "responder"
+    ]
+
+
+def test_gateway_scales_on_cpu(docs: list[Doc]) -> None:
+    hpa = _one(docs, "HorizontalPodAutoscaler", "gateway")["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "gateway",
+    }
+    (metric,) = hpa["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+
+
+# --- edges: ingress, network policies ---------------------------------------------------
+
+
+def test_ingress_streams_sse_without_buffering(docs: list[Doc]) -> None:
+    ingress = _one(docs, "Ingress", "tidings")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    # Longer than the gateway's heartbeat, or the proxy cuts idle streams.
+    sse_ping = float(_config(docs)["GATEWAY_SSE_PING_S"])
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > 10 * sse_ping
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "gateway", "port": {"name": "http"}}
+
+
+def _egress_ports(policy: Doc) -> set[int]:
+    return {p["port"] for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])}
+
+
+def test_network_policies_allow_only_what_each_service_needs(docs: list[Doc]) -> None:
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    for name in SERVICES:
+        assert policies[name]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        selector = policies[name]["spec"]["podSelector"]["matchLabels"]
+        assert selector == {"app.kubernetes.io/name": name}
+    dns, kafka = 53, 9092
+    assert _egress_ports(policies["gateway"]) == {dns, kafka, 8001}
+    assert _egress_ports(policies["responder"]) == {dns, kafka, 8001, 11434, 8000, 443}
+    assert _egress_ports(policies["memory"]) == {dns, kafka, 6333, 6334}
+    gateway_from = policies["gateway"]["spec"]["ingress"][0]["from"]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    } in gateway_from
+    memory_from = policies["memory"]["spec"]["ingress"][0]["from"]
+    assert {
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        for p in memory_from
+    } >= {"gateway", "responder"}
+    qdrant_from = policies["qdrant"]["spec"]["ingress"][0]["from"]
+    assert qdrant_from == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "memory"}}}]
+    llm_from = policies["llm"]["spec"]["ingress"][0]["from"]
+    assert llm_from == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "responder"}}}]
+
+
+# --- LLM servers per overlay ----------------------------------------------------------------
+
+
+def _llm_pods(docs: list[Doc]) -> list[Doc]:
+    return [
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "llm"
+    ]
+
+
+def test_dev_runs_ollama_with_the_model_pulled_by_an_init_container() -> None:
+    docs = render(TARGETS["dev"])
+    config = _config(docs)
+    assert config["LLM_BACKEND"] == "ollama"
+    (ollama,) = _llm_pods(docs)
+    assert ollama["metadata"]["name"] == "ollama"
+    service = _one(docs, "Service", "ollama")
+    assert config["OLLAMA_URL"] == f"http://ollama:{service['spec']['ports'][0]['port']}"
+    (init,) = ollama["spec"]["template"]["spec"]["initContainers"]
+    assert 'ollama pull "$OLLAMA_MODEL"' in init["command"][-1]
+    model_env = next(e for e in init["env"] if e["name"] == "OLLAMA_MODEL")
+    assert model_env["valueFrom"]["configMapKeyRef"] == {
+        "name": "tidings-config",
+        "key": "OLLAMA_MODEL",
+    }
+    volumes = ollama["spec"]["template"]["spec"]["volumes"]
+    claim = next(v for v in volumes if "persistentVolumeClaim" in v)["persistentVolumeClaim"]
+    _one(docs, "PersistentVolumeClaim", claim["claimName"])
+    for name in ("gateway", "responder", "memory"):
+        assert _one(docs, "Deployment", name)["spec"]["replicas"] == 1
+
+
+def test_prod_runs_vllm_on_a_gpu_behind_the_openai_backend() -> None:
+    docs = render(TARGETS["prod-vllm"])
+    config = _config(docs)
+    assert config["LLM_BACKEND"] == "openai"
+    (vllm,) = _llm_pods(docs)
+    pod = vllm["spec"]["template"]["spec"]
+    container = _container(vllm)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] and pod["tolerations"]
+    service = _one(docs, "Service", "vllm")
+    assert config["OPENAI_BASE_URL"] == f"http://vllm:{service['spec']['ports'][0]['port']}/v1"
+    assert f"--served-model-name={config['OPENAI_MODEL']}" in container["args"]
+    assert int(config["KAFKA_TOPIC_PARTITIONS"]) > int(
+        _config(render(TARGETS["dev"]))["KAFKA_TOPIC_PARTITIONS"]
+    )
+    assert _one(docs, "Deployment", "gateway")["spec"]["replicas"] > 1
+
+
+# --- monitoring ---------------------------------------------------------------------------
+
+
+def test_service_monitor_scrapes_the_three_services(docs: list[Doc]) -> None:
+    monitor = _one(docs, "ServiceMonitor", "tidings")["spec"]
+    (expression,) = monitor["selector"]["matchExpressions"]
+    assert set(expression["values"]) == set(SERVICES)
+    port_names = {e["port"] for e in monitor["endpoints"]}
+    for name in SERVICES:
+        assert port_names <= {p["name"] for p in _one(docs, "Service", name)["spec"]["ports"]}
+    dashboard = _one(docs, "ConfigMap", "tidings-grafana-dashboard")
+    assert dashboard["metadata"]["labels"] == {"grafana_dashboard": "1"}
+    assert '"uid": "tidings"' in dashboard["data"]["tidings.json"]
