@@ -29,6 +29,7 @@ from tidings.common.events import (
     parse_event,
 )
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer, publish
+from tidings.common.memory_api import Context, SessionMessages
 from tidings.common.settings import KafkaSettings, QdrantSettings
 from tidings.memory.embedder import Embedder
 from tidings.memory.service import MemoryService
@@ -225,3 +226,84 @@ async def test_a_poison_record_is_dead_lettered_and_the_worker_keeps_going(
         (message_id, "assistant"),
     }
     assert len(stored_points(settings)) == 2
+
+
+async def test_context_over_http_keeps_users_apart_and_grounds_in_the_sample_kb(
+    settings: MemorySettings, embedder: Embedder
+) -> None:
+    kafka = settings.kafka
+    settings = settings.model_copy(update={"knowledge_sample": True})
+    alice_old, alice_now, bob = new_id(), new_id(), new_id()
+    secret = "My gift card code is ZX-4242, please remember it."
+    await ensure_topics(kafka)
+    await send(
+        kafka,
+        (
+            kafka.user_messages_topic,
+            UserMessage(message_id=new_id(), session_id=alice_old, user="alice", text=secret),
+        ),
+        (
+            kafka.user_messages_topic,
+            UserMessage(
+                message_id=new_id(), session_id=bob, user="bob", text="What is my gift card code?"
+            ),
+        ),
+        (
+            kafka.user_messages_topic,
+            UserMessage(
+                message_id=new_id(), session_id=alice_now, user="alice", text="Hello again"
+            ),
+        ),
+    )
+
+    async with (
+        events_of(kafka, kafka.memory_events_topic) as memory_events,
+        MemoryService(settings, embedder=embedder) as service,
+    ):
+        await read(memory_events, 3)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}") as http:
+            question = {"query": "What is my gift card code?"}
+            for_alice = Context.model_validate_json(
+                (
+                    await http.get(
+                        "/context", params={**question, "session_id": alice_now, "user": "alice"}
+                    )
+                ).content
+            )
+            for_bob = Context.model_validate_json(
+                (
+                    await http.get(
+                        "/context", params={**question, "session_id": bob, "user": "bob"}
+                    )
+                ).content
+            )
+            canada = Context.model_validate_json(
+                (
+                    await http.get(
+                        "/context",
+                        params={"session_id": new_id(), "query": "do you ship to Canada?"},
+                    )
+                ).content
+            )
+            bobs_view_of_alice = await http.get(
+                f"/sessions/{alice_old}/messages", params={"user": "bob"}
+            )
+            alices_history = SessionMessages.model_validate_json(
+                (
+                    await http.get(f"/sessions/{alice_old}/messages", params={"user": "alice"})
+                ).content
+            )
+
+    # Alice's earlier session is related to her question; Bob, asking the very same thing,
+    # never sees it.
+    assert secret in [t.text for t in for_alice.related]
+    bob_texts = [t.text for t in (*for_bob.recent, *for_bob.related)]
+    assert bob_texts == ["What is my gift card code?"]
+    assert bobs_view_of_alice.status_code == 404
+    assert [m.text for m in alices_history.messages] == [secret]
+    # The sample knowledge base was loaded at start and answers the Canada question.
+    assert canada.knowledge[0].title == (
+        "Shipping and delivery > International shipping > Shipping to Canada"
+    )
+    assert canada.knowledge[0].url == "https://bookstore.example/help/shipping"
+    assert canada.recent == [] and canada.related == []

@@ -9,10 +9,19 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from tidings.common.settings import QdrantSettings
+from tidings.memory.collection import (
+    EmbeddingModelMismatchError,
+    ModelStamp,
+    alias_target,
+    create_collection,
+    new_collection_name,
+    point_alias,
+)
 from tidings.memory.store import VectorSizeMismatchError, open_store
 from tidings.memory.turns import Turn
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+FAKE = ModelStamp("fake-4d", 4)
 
 
 def turn(
@@ -48,38 +57,46 @@ def settings(tmp_path: Path) -> QdrantSettings:
 async def test_new_collection_uses_the_model_size_and_cosine_and_survives_reopening(
     settings: QdrantSettings,
 ) -> None:
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         await store.upsert([turn()], [vec(1)])
 
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         assert await store.count() == 1
 
     client = QdrantClient(path=str(settings.path))
     try:
-        params = client.get_collection("turns").config.params.vectors
+        info = client.get_collection("turns")  # through the alias
+        params = info.config.params.vectors
         assert isinstance(params, models.VectorParams)
         assert (params.size, params.distance) == (4, models.Distance.COSINE)
+        assert info.config.metadata == {"embedding_model": "fake-4d", "dimension": 4}
+        [alias] = client.get_aliases().aliases
+        assert alias.alias_name == "turns" and alias.collection_name.startswith("turns_")
     finally:
         client.close()
 
 
-async def test_refuses_a_collection_built_for_another_model_and_releases_the_folder(
+async def test_refuses_a_collection_built_by_another_model_and_releases_the_folder(
     settings: QdrantSettings,
 ) -> None:
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         await store.upsert([turn()], [vec(1)])
 
     with pytest.raises(VectorSizeMismatchError, match=r"4-dimensional.*produces 384"):
-        async with open_store(settings, 384):
+        async with open_store(settings, ModelStamp("minilm", 384)):
+            pass
+    # Same size, another model: refused too, with what to do about it.
+    with pytest.raises(EmbeddingModelMismatchError, match=r"built with.*'fake-4d'.*rebuild"):
+        async with open_store(settings, ModelStamp("other-4d", 4)):
             pass
 
     # The failed start closed its client: the folder is usable and the data untouched.
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         assert await store.count() == 1
 
 
 async def test_writing_the_same_turn_again_overwrites_it(settings: QdrantSettings) -> None:
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         await store.upsert([turn("assistant", text="First try")], [vec(1)])
         await store.upsert([turn("assistant", text="Second try")], [vec(2)])
 
@@ -98,7 +115,7 @@ async def test_session_turns_come_back_oldest_first_and_only_for_that_session(
         turn("assistant", "m1", text="A1", seconds=0),  # same instant as its question
         turn("user", "m9", session_id="other", text="elsewhere"),
     ]
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         await store.upsert(written, [vec(i) for i in range(len(written))])
 
         turns = await store.session_turns("s1")
@@ -109,7 +126,7 @@ async def test_session_turns_come_back_oldest_first_and_only_for_that_session(
 
 async def test_long_sessions_are_read_past_one_page(settings: QdrantSettings) -> None:
     many = [turn("user", f"m{i}", text=f"q{i}", seconds=i) for i in range(7)]
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         await store.upsert(many, [vec(i) for i in range(7)])
 
         turns = await store.session_turns("s1", page_size=3)
@@ -121,7 +138,7 @@ async def test_answer_stored_before_its_question_gets_the_user_afterwards(
     settings: QdrantSettings,
 ) -> None:
     answer = turn("assistant", user=None, text="Hello!")
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         await store.upsert([answer], [vec(1)])
         assert await store.link_users([answer]) == 0
 
@@ -135,7 +152,7 @@ async def test_answer_stored_before_its_question_gets_the_user_afterwards(
 
 
 async def test_answer_stored_after_its_question_gets_the_user(settings: QdrantSettings) -> None:
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         await store.upsert([turn("user", user="alice")], [vec(1)])
         answer = turn("assistant", user=None)
         await store.upsert([answer], [vec(2)])
@@ -147,7 +164,7 @@ async def test_answer_stored_after_its_question_gets_the_user(settings: QdrantSe
 
 
 async def test_anonymous_questions_leave_answers_anonymous(settings: QdrantSettings) -> None:
-    async with open_store(settings, 4) as store:
+    async with open_store(settings, FAKE) as store:
         written = [turn("user", user=None), turn("assistant", user=None)]
         await store.upsert(written, [vec(1), vec(2)])
         assert await store.link_users(written) == 0
@@ -155,3 +172,29 @@ async def test_anonymous_questions_leave_answers_anonymous(settings: QdrantSetti
         users = {t.role: t.user for t in await store.session_turns("s1")}
 
     assert users == {"user": None, "assistant": None}
+
+
+async def test_a_collection_from_before_aliases_is_used_then_replaced_by_an_alias(
+    settings: QdrantSettings,
+) -> None:
+    client = QdrantClient(path=str(settings.path))
+    client.create_collection(
+        "turns", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE)
+    )
+    client.close()
+
+    async with open_store(settings, FAKE) as store:  # no metadata: only the size is checked
+        await store.upsert([turn()], [vec(1)])
+        qdrant = store._qdrant
+        fresh = new_collection_name("turns")
+        await qdrant.run(create_collection, qdrant.client, fresh, FAKE, {}, local=True)
+        previous = await qdrant.run(point_alias, qdrant.client, "turns", fresh)
+        assert previous == "turns"
+        assert await qdrant.run(alias_target, qdrant.client, "turns") == fresh
+        assert await store.count() == 0  # readers of "turns" now see the new collection
+
+    client = QdrantClient(path=str(settings.path))
+    try:
+        assert {c.name for c in client.get_collections().collections} == {fresh}
+    finally:
+        client.close()

@@ -19,9 +19,17 @@ import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from tidings.common.events import Event, ResponseDelta, ResponseDone, UserMessage, parse_event
+from tidings.common.events import (
+    CancelRequest,
+    Event,
+    ResponseDelta,
+    ResponseDone,
+    UserMessage,
+    parse_event,
+)
 from tidings.common.settings import KafkaSettings, QdrantSettings
 from tidings.memory.batch import Record
+from tidings.memory.collection import ModelStamp
 from tidings.memory.consumer import MemoryWorker
 from tidings.memory.settings import MemorySettings
 from tidings.memory.store import TurnStore, open_store
@@ -113,7 +121,9 @@ def answer(message_id: str, text: str = "It shipped today.") -> ResponseDone:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[TurnStore]:
-    async with open_store(QdrantSettings(path=tmp_path / "q", collection="c"), 4) as store:
+    async with open_store(
+        QdrantSettings(path=tmp_path / "q", collection="c"), ModelStamp("fake", 4)
+    ) as store:
         yield store
 
 
@@ -260,3 +270,20 @@ async def test_stopping_finishes_and_commits_the_batch_already_fetched(store: Tu
     await asyncio.wait_for(worker.run(), 10)
 
     assert consumer.commits == [({USERS: 1}, 1)]
+
+
+async def test_a_cancel_request_is_skipped_and_committed_not_dead_lettered(
+    store: TurnStore,
+) -> None:
+    log = Offsets()
+    cancel = CancelRequest(message_id="m1", session_id="s1", user="alice")
+    fetches: list[Fetch] = [
+        {USERS: [log.record(USERS, question("m1")), log.record(USERS, cancel)]},
+    ]
+    worker, consumer, producer = make_worker(store, fetches)
+
+    await run_until_fetched(worker, consumer)
+
+    assert not [s for s in producer.sent if s[0].endswith(".dlq")]
+    assert consumer.commits == [({USERS: 2}, 1)]  # both records passed, one turn stored
+    assert [t.message_id for t in await store.session_turns("s1")] == ["m1"]

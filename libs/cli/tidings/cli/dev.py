@@ -56,6 +56,8 @@ def plan(
     llm_port = llm_port or int(env.get("TIDINGS_LLM_PORT", "8080"))
     env.setdefault("LOG_FORMAT", "console")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # A fresh laptop stack answers from the bundled bookstore knowledge base.
+    env.setdefault("MEMORY_KNOWLEDGE_SAMPLE", "true")
     gateway_port = int(env.get("GATEWAY_PORT", "8000"))
     result = DevPlan(env=env, gateway_port=gateway_port)
 

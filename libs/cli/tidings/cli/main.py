@@ -7,18 +7,62 @@ and the chaos drills run them; `tidings dev` runs them all together on one machi
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from pydantic import ValidationError
+from typer.core import TyperGroup
 
 from tidings.cli.lag import lag as lag_command
 from tidings.common.logging import configure_logging
 from tidings.common.runtime import PortInUseError, run_service
 from tidings.common.settings import KafkaSettings, LogSettings
 
+# Commands that live in a service package are imported only when used: an image that
+# installs one service's extra (the gateway has no qdrant or torch) must still run `tidings`.
+_LAZY_COMMANDS = {
+    "memory": ("tidings.memory.cli", "memory_app", "memory"),
+    "ingest": ("tidings.memory.cli", "ingest", "memory"),
+}
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *_LAZY_COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute, extra = _LAZY_COMMANDS[cmd_name]
+        try:
+            target: Any = getattr(importlib.import_module(module_name), attribute)
+        except ImportError as exc:
+            return _missing_extra(cmd_name, extra, exc)
+        if not isinstance(target, typer.Typer):
+            single = typer.Typer(add_completion=False)
+            single.command(cmd_name)(target)
+            target = single
+        command = typer.main.get_command(target)
+        command.name = cmd_name
+        return command
+
+
+def _missing_extra(name: str, extra: str, exc: ImportError) -> click.Command:
+    def fail() -> None:
+        raise _fail(
+            f"`tidings {name}` needs the {extra} extra ({exc.name} is missing): "
+            f"pip install 'tidings[{extra}]'",
+            2,
+        )
+
+    return click.Command(name, callback=fail, help=f"(needs the {extra} extra)")
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     name="tidings",
     help="Tidings: an event-driven LLM support chat (gateway, responder, memory on Kafka).",
     no_args_is_help=True,
@@ -78,20 +122,6 @@ def responder() -> None:
         raise _settings_error(exc) from None
     configure_logging("responder", settings.log)
     _run("responder", lambda stop: serve(settings, stop))
-
-
-@app.command()
-def memory() -> None:
-    """Run the memory worker (MEMORY_*, QDRANT_*, KAFKA_* variables)."""
-    from tidings.memory.service import serve
-    from tidings.memory.settings import MemorySettings
-
-    try:
-        settings = MemorySettings()
-    except ValidationError as exc:
-        raise _settings_error(exc) from None
-    configure_logging("memory", settings.log)
-    _run("memory", lambda stop: serve(settings, stop))
 
 
 @app.command()

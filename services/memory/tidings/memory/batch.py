@@ -13,7 +13,7 @@ from typing import TypeAlias
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from tidings.common.events import Event, parse_response_event, parse_user_message
+from tidings.common.events import Event, parse_inbound_event, parse_response_event
 from tidings.common.tracing import traceparent_from_headers
 from tidings.memory.turns import Turn, turn_from_event
 
@@ -49,7 +49,8 @@ def parsers_for(user_messages_topic: str, model_responses_topic: str) -> dict[st
     """Which parser validates the records of each consumed topic."""
 
     def parse_user(raw: bytes) -> Event:
-        return parse_user_message(raw)
+        # A cancel request is valid on this topic; memory skips it (it is not a turn).
+        return parse_inbound_event(raw)
 
     def parse_response(raw: bytes) -> Event:
         return parse_response_event(raw)

@@ -35,3 +35,8 @@ LAST_BATCH = Gauge(
     metric_name("memory_last_batch_timestamp_seconds"),
     "Unix time when the last micro-batch was committed.",
 )
+CONTEXT_SECONDS = Histogram(
+    metric_name("memory_context_seconds"),
+    "Time to assemble one GET /context answer (embedding the query included).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

@@ -1,10 +1,11 @@
 """The memory service: its Kafka worker, its Qdrant store and its HTTP endpoints, as one unit.
 
 `async with MemoryService(settings) as service:` creates the topics, loads the embedding
-model (unless one is given), opens Qdrant, joins the `memory` group and serves `/health`,
-`/ready` and `/metrics`. Leaving the block stops fetching, lets the batches in flight be
-stored and committed within `shutdown_grace_s`, leaves the group and closes Qdrant (which
-releases local mode's folder lock).
+model (unless one is given), opens Qdrant (refusing collections built by another model),
+loads the sample knowledge base if asked and the knowledge collection is empty, joins the
+`memory` group and serves the memory API with `/health`, `/ready` and `/metrics`. Leaving
+the block stops fetching, lets the batches in flight be stored and committed within
+`shutdown_grace_s`, leaves the group and closes Qdrant (which releases local mode's lock).
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import asyncio
 from contextlib import AsyncExitStack
 from types import TracebackType
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.logging import get_logger
-from tidings.common.ops import ops_app
 from tidings.common.runtime import HttpServer
+from tidings.memory.api import MemoryBackends, memory_app
+from tidings.memory.collection import ModelStamp
 from tidings.memory.consumer import MemoryWorker
 from tidings.memory.embedder import Embedder, TextEmbedder
+from tidings.memory.knowledge.ingest import Ingestor, sample_source
+from tidings.memory.knowledge.store import KnowledgeStore
 from tidings.memory.settings import MemorySettings
-from tidings.memory.store import TurnStore, open_store
+from tidings.memory.store import TurnStore, open_qdrant
 
 log = get_logger(__name__)
 
@@ -39,6 +43,7 @@ class MemoryService:
         self._embedder = embedder
         self._stack = AsyncExitStack()
         self._store: TurnStore | None = None
+        self._knowledge: KnowledgeStore | None = None
         self._worker: MemoryWorker | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: HttpServer | None = None
@@ -72,9 +77,14 @@ class MemoryService:
                 Embedder.load, settings.embedding_model, device=settings.embedding_device
             )
         embedder = self._embedder
-        self._store = await self._stack.enter_async_context(
-            open_store(settings.qdrant, embedder.dimension)
-        )
+        stamp = ModelStamp(embedder.name, embedder.dimension)
+        qdrant = await self._stack.enter_async_context(open_qdrant(settings.qdrant))
+        self._store = TurnStore(qdrant, settings.qdrant.collection)
+        await self._store.ensure_collection(stamp)
+        self._knowledge = KnowledgeStore(qdrant, settings.knowledge_collection)
+        await self._knowledge.ensure_collection(stamp)
+        if settings.knowledge_sample and await self._knowledge.count() == 0:
+            await self._load_sample(self._knowledge, embedder)
         producer = await self._stack.enter_async_context(
             kafka_producer(settings.kafka, name="memory")
         )
@@ -99,9 +109,24 @@ class MemoryService:
             model=embedder.name,
         )
 
-    def app(self) -> Starlette:
-        """The HTTP app; the memory API's routes are added next to the probes."""
-        return ops_app("memory", self._ready_checks)
+    def app(self) -> FastAPI:
+        """The HTTP app: the memory API and the probes."""
+        assert self._store is not None and self._knowledge is not None
+        assert self._embedder is not None
+        backends = MemoryBackends(self._store, self._knowledge, self._embedder)
+        return memory_app(backends, self.settings, self._ready_checks)
+
+    async def _load_sample(self, knowledge: KnowledgeStore, embedder: TextEmbedder) -> None:
+        """Ingest the bundled bookstore pages (first start of `make run`)."""
+        source = sample_source()
+        ingestor = Ingestor(
+            knowledge,
+            embedder,
+            max_chars=self.settings.chunk_max_chars,
+            overlap_chars=self.settings.chunk_overlap_chars,
+        )
+        report = await ingestor.ingest(source.root, source.items())
+        log.info("sample knowledge base loaded", documents=report.documents, chunks=report.chunks)
 
     async def _ready_checks(self) -> dict[str, bool]:
         qdrant = False

@@ -21,7 +21,7 @@ class MemorySettings(BaseSettings):
         ge=0,
         le=65535,
         title="HTTP port",
-        description="Port of /health, /ready and /metrics (0 picks a free one).",
+        description="Port of the memory API, /health, /ready and /metrics (0 picks a free one).",
     )
     group_id: str = Field(
         default="memory",
@@ -70,6 +70,61 @@ class MemorySettings(BaseSettings):
         gt=0,
         title="Shutdown grace (s)",
         description="How long shutdown waits for the current batch to be stored and committed.",
+    )
+    knowledge_collection: str = Field(
+        default="tidings_knowledge",
+        title="Knowledge collection",
+        description="Qdrant collection (an alias) of the knowledge-base chunks.",
+    )
+    knowledge_sample: bool = Field(
+        default=False,
+        title="Load the sample knowledge base",
+        description=(
+            "At start, ingest the bundled bookstore pages when the knowledge collection is "
+            "empty (`make run` turns this on)."
+        ),
+    )
+    chunk_max_chars: int = Field(
+        default=900, ge=100, title="Chunk size (chars)", description="Longest knowledge chunk."
+    )
+    chunk_overlap_chars: int = Field(
+        default=150,
+        ge=0,
+        title="Chunk overlap (chars)",
+        description="Text repeated from the previous chunk when a section needs several.",
+    )
+    context_max_chars: int = Field(
+        default=4000,
+        ge=200,
+        title="Context budget (chars)",
+        description="Most characters of text /context returns (turns and chunks together).",
+    )
+    context_recent_turns: int = Field(
+        default=6, ge=0, le=100, title="Recent turns", description="Latest turns of the session."
+    )
+    context_related_turns: int = Field(
+        default=4,
+        ge=0,
+        le=50,
+        title="Related turns",
+        description="Earlier turns of the session or user closest to the query.",
+    )
+    context_knowledge_chunks: int = Field(
+        default=4, ge=0, le=50, title="Knowledge chunks", description="Best knowledge chunks."
+    )
+    related_min_score: float = Field(
+        default=0.35,
+        ge=-1,
+        le=1,
+        title="Related turn minimum score",
+        description="Cosine similarity below which an earlier turn is not related.",
+    )
+    knowledge_min_score: float = Field(
+        default=0.25,
+        ge=-1,
+        le=1,
+        title="Knowledge minimum score",
+        description="Cosine similarity below which a chunk is not returned.",
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, title="Kafka")
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings, title="Qdrant")

@@ -10,17 +10,23 @@ its folder until closed. The store is only ever used inside `open_store`.
 from __future__ import annotations
 
 import asyncio
-import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from qdrant_client import QdrantClient, models
 
 from tidings.common.logging import get_logger
 from tidings.common.settings import QdrantSettings
+from tidings.memory.collection import (
+    EmbeddingModelMismatchError,
+    ModelStamp,
+    VectorSizeMismatchError,
+    ensure_collection,
+)
 from tidings.memory.turns import Turn
 
 log = get_logger(__name__)
@@ -37,76 +43,59 @@ _SCROLL_PAGE = 256
 _SERVER_THREADS = 4
 T = TypeVar("T")
 
+__all__ = [
+    "EmbeddingModelMismatchError",
+    "ModelStamp",
+    "Qdrant",
+    "QdrantLockedError",
+    "TurnStore",
+    "VectorSizeMismatchError",
+    "open_qdrant",
+    "open_store",
+]
 
-class VectorSizeMismatchError(RuntimeError):
-    """The collection holds vectors of another size than the embedding model produces."""
 
+class Qdrant:
+    """One Qdrant client and the thread(s) it is used on, shared by the stores of a process.
 
-class TurnStore:
-    """Reads and writes turns in one Qdrant collection."""
+    Local mode allows one client per folder per process, so the turn store and the
+    knowledge store of the memory service share this one.
+    """
 
-    def __init__(
-        self, client: QdrantClient, executor: ThreadPoolExecutor, collection: str, *, local: bool
-    ) -> None:
-        self._client = client
+    def __init__(self, client: QdrantClient, executor: ThreadPoolExecutor, *, local: bool) -> None:
+        self.client = client
+        self.local = local
         self._executor = executor
-        self.collection = collection
-        self._local = local
 
-    async def _run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking client call on the client's thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(call, *args, **kwargs))
 
-    async def ensure_collection(self, dimension: int) -> None:
-        """Create the collection (cosine, `dimension`) and its indexes, or check the existing one.
-
-        Refuses to run against a collection of another vector size: mixing vectors of two
-        models would make every similarity meaningless.
-        """
-        if await self._run(self._client.collection_exists, self.collection):
-            size = await self.vector_size()
-            if size != dimension:
-                raise VectorSizeMismatchError(
-                    f"Qdrant collection {self.collection!r} stores {size}-dimensional vectors "
-                    f"but the embedding model produces {dimension}. Use another collection "
-                    "(QDRANT_COLLECTION) or the model it was built with."
-                )
-            return
-        await self._run(
-            self._client.create_collection,
-            self.collection,
-            vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+    async def ensure_collection(
+        self, name: str, stamp: ModelStamp, indexes: Mapping[str, models.PayloadSchemaType]
+    ) -> str:
+        """Check (or create) the collection behind alias `name`; see `collection`."""
+        return await self.run(
+            ensure_collection, self.client, name, stamp, indexes, local=self.local
         )
-        for field_name, schema in PAYLOAD_INDEXES.items():
-            await self._create_index(field_name, schema)
-        log.info("collection created", collection=self.collection, dim=dimension)
 
-    async def _create_index(self, field_name: str, schema: models.PayloadSchemaType) -> None:
-        await self._run(self._create_index_sync, field_name, schema)
 
-    def _create_index_sync(self, field_name: str, schema: models.PayloadSchemaType) -> None:
-        if not self._local:
-            self._client.create_payload_index(self.collection, field_name, schema)
-            return
-        # Local mode keeps the index definition but scans instead of using it, and says so
-        # with a UserWarning. The indexes are still created so the collection is the same
-        # shape in both modes; only that one message is silenced.
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message="Payload indexes have no effect in the local Qdrant"
-            )
-            self._client.create_payload_index(self.collection, field_name, schema)
+class TurnStore:
+    """Reads and writes turns in one Qdrant collection (an alias, or a concrete one)."""
 
-    async def vector_size(self) -> int:
-        """The vector size of the existing collection."""
-        info = await self._run(self._client.get_collection, self.collection)
-        vectors = info.config.params.vectors
-        if not isinstance(vectors, models.VectorParams):
-            raise VectorSizeMismatchError(
-                f"Qdrant collection {self.collection!r} uses named vectors; memory needs a "
-                "collection with a single unnamed vector."
-            )
-        return vectors.size
+    def __init__(self, qdrant: Qdrant, collection: str) -> None:
+        self._qdrant = qdrant
+        self._client = qdrant.client
+        self._run = qdrant.run
+        self.collection = collection
+
+    async def ensure_collection(self, stamp: ModelStamp) -> None:
+        """Create the collection (cosine, the model's size, indexes) or check the existing one.
+
+        Refuses a collection built by another embedding model or with another vector size.
+        """
+        await self._qdrant.ensure_collection(self.collection, stamp, PAYLOAD_INDEXES)
 
     async def upsert(self, turns: Sequence[Turn], vectors: Sequence[Sequence[float]]) -> None:
         """Write turns with their vectors; a turn already stored is overwritten, not repeated."""
@@ -166,11 +155,7 @@ class TurnStore:
 
         Read `page_size` points per request.
         """
-        session = models.Filter(
-            must=[
-                models.FieldCondition(key="session_id", match=models.MatchValue(value=session_id))
-            ]
-        )
+        session = _session_filter(session_id)
         turns: list[Turn] = []
         offset: Any = None
         while True:
@@ -188,6 +173,60 @@ class TurnStore:
                 break
         return sorted(turns, key=Turn.sort_key)
 
+    async def recent(self, session_id: str, limit: int) -> list[Turn]:
+        """The latest `limit` turns of a session, oldest first."""
+        if limit <= 0:
+            return []
+        points, _ = await self._run(
+            self._client.scroll,
+            self.collection,
+            scroll_filter=_session_filter(session_id),
+            limit=limit,
+            order_by=models.OrderBy(key="ts_epoch", direction=models.Direction.DESC),
+            with_payload=True,
+            with_vectors=False,
+        )
+        return sorted((Turn.from_payload(dict(p.payload or {})) for p in points), key=Turn.sort_key)
+
+    async def related(
+        self,
+        vector: Sequence[float],
+        *,
+        session_id: str,
+        user: str | None,
+        exclude: Sequence[str],
+        limit: int,
+        min_score: float,
+    ) -> list[tuple[Turn, float]]:
+        """Turns closest to `vector` from this session or, when `user` is given, that user.
+
+        The filter is applied inside Qdrant, so another user's turns are never even read:
+        a turn qualifies by its session id, or by its user field equal to `user`. Anonymous
+        callers (no user) get their own session only. `exclude` holds point ids already
+        in the context (the recent turns).
+        """
+        if limit <= 0:
+            return []
+        scope: list[models.Condition] = [
+            models.FieldCondition(key="session_id", match=models.MatchValue(value=session_id))
+        ]
+        if user:
+            scope.append(models.FieldCondition(key="user", match=models.MatchValue(value=user)))
+        query_filter = models.Filter(
+            should=scope,
+            must_not=[models.HasIdCondition(has_id=list(exclude))] if exclude else None,
+        )
+        result = await self._run(
+            self._client.query_points,
+            self.collection,
+            query=list(vector),
+            query_filter=query_filter,
+            limit=limit,
+            score_threshold=min_score,
+            with_payload=True,
+        )
+        return [(Turn.from_payload(dict(p.payload or {})), p.score) for p in result.points]
+
     async def count(self) -> int:
         """How many turns the collection holds."""
         result = await self._run(self._client.count, self.collection, exact=True)
@@ -199,8 +238,8 @@ class TurnStore:
 
 
 @asynccontextmanager
-async def open_store(settings: QdrantSettings, dimension: int) -> AsyncIterator[TurnStore]:
-    """A store whose collection is ready for `dimension`-sized vectors; closed on exit.
+async def open_qdrant(settings: QdrantSettings) -> AsyncIterator[Qdrant]:
+    """A Qdrant client on its own thread(s); closed on exit (releasing local mode's lock).
 
     Server mode when `settings.url` is set, else local mode in `settings.path`.
     """
@@ -211,18 +250,63 @@ async def open_store(settings: QdrantSettings, dimension: int) -> AsyncIterator[
     )
     loop = asyncio.get_running_loop()
     try:
+        if local:
+            _check_not_locked(settings.path, where)
         # Created on the store's thread: local mode's SQLite connections belong to it.
         client = await loop.run_in_executor(executor, partial(_connect, settings))
         try:
-            store = TurnStore(client, executor, settings.collection, local=local)
-            await store.ensure_collection(dimension)
-            log.info("qdrant ready", qdrant=where, collection=settings.collection)
-            yield store
+            log.debug("qdrant open", qdrant=where)
+            yield Qdrant(client, executor, local=local)
         finally:
             # Releases local mode's lock on the folder, so the next process can open it.
             await loop.run_in_executor(executor, client.close)
     finally:
         executor.shutdown(wait=False)
+
+
+@asynccontextmanager
+async def open_store(settings: QdrantSettings, stamp: ModelStamp) -> AsyncIterator[TurnStore]:
+    """A turn store whose collection is ready for `stamp`'s vectors; closed on exit."""
+    async with open_qdrant(settings) as qdrant:
+        store = TurnStore(qdrant, settings.collection)
+        await store.ensure_collection(stamp)
+        log.info("qdrant ready", collection=settings.collection, model=stamp.model)
+        yield store
+
+
+def _check_not_locked(path: Path, where: str) -> None:
+    """Fail early and clearly when another process holds local mode's folder.
+
+    qdrant-client finds out only after loading every collection, and then leaves its lock
+    file open; trying the same lock first (and letting go at once) avoids both.
+    """
+    import portalocker
+
+    lock_path = path / ".lock"
+    if not lock_path.exists():
+        return
+    with lock_path.open("r+") as lock_file:
+        try:
+            portalocker.lock(
+                lock_file, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+            )
+        except portalocker.exceptions.LockException:
+            raise QdrantLockedError(
+                f"Qdrant local storage {where} is in use by another process (a running memory "
+                "worker?). Local mode allows one process per folder: stop it, or use a Qdrant "
+                "server (QDRANT_URL)."
+            ) from None
+        portalocker.unlock(lock_file)
+
+
+def _session_filter(session_id: str) -> models.Filter:
+    return models.Filter(
+        must=[models.FieldCondition(key="session_id", match=models.MatchValue(value=session_id))]
+    )
+
+
+class QdrantLockedError(RuntimeError):
+    """Local mode's folder is held by another process."""
 
 
 def _connect(settings: QdrantSettings) -> QdrantClient:

@@ -1,0 +1,307 @@
+"""Command-line parts of the memory service: `tidings memory [rebuild]` and `tidings ingest`.
+
+`ingest` writes to Qdrant directly, like `rebuild`. With a Qdrant server (`QDRANT_URL`)
+both run next to the memory worker; in local mode (`QDRANT_PATH`, one process per folder)
+the worker must be stopped first, and they say so if it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from tidings.common.logging import configure_logging
+from tidings.common.settings import LogSettings
+from tidings.memory.collection import (
+    EmbeddingModelMismatchError,
+    ModelStamp,
+    VectorSizeMismatchError,
+    create_collection,
+    new_collection_name,
+    point_alias,
+)
+from tidings.memory.embedder import Embedder, EmbedderError, TextEmbedder
+from tidings.memory.knowledge.confluence import ConfluenceSpace
+from tidings.memory.knowledge.ingest import FileSource, Ingestor, IngestReport, sample_source
+from tidings.memory.knowledge.store import PAYLOAD_INDEXES, KnowledgeStore
+from tidings.memory.settings import MemorySettings
+from tidings.memory.store import QdrantLockedError, open_qdrant
+
+memory_app = typer.Typer(
+    help="Run the memory worker (MEMORY_*, QDRANT_*, KAFKA_*), or rebuild its collection.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+CONFLUENCE_PAGE_SIZE = 50  # pages per REST request
+_STORE_ERRORS = (
+    QdrantLockedError,
+    EmbeddingModelMismatchError,
+    VectorSizeMismatchError,
+    EmbedderError,
+)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> MemorySettings:
+    try:
+        return MemorySettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise _fail(f"invalid configuration: {problems}", 2) from None
+
+
+@memory_app.callback()
+def memory(ctx: typer.Context) -> None:
+    """Run the memory worker and its HTTP API (without a subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tidings.common.runtime import PortInUseError, run_service
+    from tidings.memory.service import serve
+
+    settings = _settings()
+    configure_logging("memory", settings.log)
+    try:
+        run_service(lambda stop: serve(settings, stop))
+    except PortInUseError as exc:
+        raise _fail(str(exc), 2) from None
+    except (ConnectionError, *_STORE_ERRORS) as exc:
+        raise _fail(f"memory: {exc}") from None
+
+
+@memory_app.command("rebuild")
+def rebuild_command(
+    keep_old: Annotated[
+        bool, typer.Option("--keep-old", help="Keep the previous collection after switching.")
+    ] = False,
+) -> None:
+    """Replay the topics into a fresh collection and switch QDRANT_COLLECTION to it.
+
+    For example after changing MEMORY_EMBEDDING_MODEL. Local mode: stop the worker first.
+    """
+    from tidings.memory.rebuild import rebuild
+
+    settings = _settings()
+    configure_logging("memory", LogSettings(level="WARNING", format="console"))
+    console = Console(stderr=True)
+    embedder = _load_embedder(settings, console)
+    with _progress(console) as bar:
+        task = bar.add_task("replaying turns", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, advance=done, total=total)
+
+        try:
+            report = asyncio.run(rebuild(settings, embedder, keep_old=keep_old, progress=advance))
+        except (ConnectionError, *_STORE_ERRORS) as exc:
+            raise _fail(str(exc)) from None
+    typer.echo(
+        f"{settings.qdrant.collection} -> {report.collection}: {report.turns} turns from "
+        f"{report.records} records ({report.rejected} invalid records skipped); previous "
+        f"collection {report.previous or '(none)'}"
+        + (" kept" if keep_old and report.previous else " removed" if report.previous else "")
+    )
+
+
+def ingest(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Files and folders (Markdown, HTML, text, PDF), or `confluence` with --url "
+            "--space [--token] or --export.",
+            show_default=False,
+        ),
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Ingest the bundled bookstore knowledge base.")
+    ] = False,
+    url: Annotated[str | None, typer.Option(help="Confluence base URL.")] = None,
+    space: Annotated[str | None, typer.Option(help="Confluence space key.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="CONFLUENCE_TOKEN", help="Confluence personal access token."),
+    ] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Folder of a Confluence HTML export (instead of --url).")
+    ] = None,
+    recreate: Annotated[
+        bool,
+        typer.Option(
+            "--recreate",
+            help="Start a new knowledge collection with only this run's documents "
+            "(after changing the embedding model).",
+        ),
+    ] = False,
+) -> None:
+    """Add documents to the knowledge base; unchanged ones are skipped, deleted ones removed.
+
+    Local Qdrant mode: stop the memory worker first (one process per folder).
+    """
+    paths = list(targets or [])
+    confluence: ConfluenceSpace | None = None
+    if paths[:1] == ["confluence"]:
+        paths = paths[1:]
+        if export is not None:
+            paths.append(str(export))
+        elif url and space:
+            confluence = ConfluenceSpace(
+                url=url, space=space, token=token, page_size=CONFLUENCE_PAGE_SIZE
+            )
+        else:
+            raise _fail("`ingest confluence` needs --url and --space, or --export FOLDER", 2)
+    elif url or space or export:
+        raise _fail("--url, --space and --export go with `tidings ingest confluence`", 2)
+    if not paths and not sample and confluence is None:
+        raise _fail("nothing to ingest: give files or folders, --sample, or `confluence`", 2)
+    settings = _settings()
+    configure_logging("ingest", LogSettings(level="WARNING", format="console"))
+    # pypdf warns about every flaw it works around; failures are in the summary table.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    console = Console(stderr=True)
+    embedder = _load_embedder(settings, console)
+    sources = [sample_source()] if sample else []
+    sources += [FileSource.of(Path(p)) for p in paths]
+    try:
+        report = asyncio.run(
+            _ingest(settings, embedder, sources, confluence, recreate=recreate, console=console)
+        )
+    except (ConnectionError, *_STORE_ERRORS) as exc:
+        raise _fail(str(exc)) from None
+    Console().print(summary_table(report))
+    if report.failed:
+        raise typer.Exit(1)
+
+
+async def _ingest(
+    settings: MemorySettings,
+    embedder: TextEmbedder,
+    sources: list[FileSource],
+    confluence: ConfluenceSpace | None,
+    *,
+    recreate: bool,
+    console: Console,
+) -> IngestReport:
+    import httpx
+
+    from tidings.memory.knowledge.confluence import ConfluenceListing
+
+    name = settings.knowledge_collection
+    stamp = ModelStamp(embedder.name, embedder.dimension)
+    total = IngestReport()
+    async with open_qdrant(settings.qdrant) as qdrant:
+        if recreate:
+            collection = new_collection_name(name)
+            await qdrant.run(
+                create_collection, qdrant.client, collection, stamp, PAYLOAD_INDEXES,
+                local=qdrant.local,
+            )  # fmt: skip
+        else:
+            collection = name
+        store = KnowledgeStore(qdrant, collection)
+        if not recreate:
+            await store.ensure_collection(stamp)
+        with _progress(console) as bar:
+            task = bar.add_task("ingesting", total=sum(s.total for s in sources) or None)
+            ingestor = Ingestor(
+                store,
+                embedder,
+                max_chars=settings.chunk_max_chars,
+                overlap_chars=settings.chunk_overlap_chars,
+                on_item=lambda source: bar.update(task, advance=1, description=_short(source)),
+            )
+            for source in sources:
+                total.add(
+                    await ingestor.ingest(source.root, source.items(), complete=source.complete)
+                )
+            if confluence is not None:
+                async with httpx.AsyncClient(timeout=30, follow_redirects=True) as client:
+                    listing = ConfluenceListing(confluence, client)
+                    bar.update(task, total=None)
+                    report = await ingestor.ingest(
+                        confluence.root, listing.items(), complete=lambda: listing.complete
+                    )
+                    total.add(report)
+        if recreate:
+            previous = await qdrant.run(point_alias, qdrant.client, name, collection)
+            if previous not in (None, name):
+                await qdrant.run(qdrant.client.delete_collection, previous)
+    return total
+
+
+def summary_table(report: IngestReport) -> Table:
+    """The end-of-run summary: counts, then every failure with its reason."""
+    table = Table(title="Knowledge base ingest", show_header=True, header_style="bold")
+    table.add_column("documents", justify="right")
+    table.add_column("chunks", justify="right")
+    table.add_column("skipped (unchanged)", justify="right")
+    table.add_column("deleted", justify="right")
+    table.add_column("failed", justify="right")
+    table.add_row(
+        str(report.documents),
+        str(report.chunks),
+        str(report.skipped),
+        str(report.deleted),
+        str(len(report.failed)),
+    )
+    if not report.failed:
+        return table
+    failures = Table(title="Failed", show_header=True, header_style="bold red")
+    failures.add_column("source")
+    failures.add_column("reason")
+    for failure in report.failed:
+        failures.add_row(failure.source, failure.reason)
+    grid = Table.grid()
+    grid.add_row(table)
+    grid.add_row(failures)
+    return grid
+
+
+def _load_embedder(settings: MemorySettings, console: Console) -> Embedder:
+    with console.status(f"loading embedding model {settings.embedding_model}"):
+        try:
+            return Embedder.load(settings.embedding_model, device=settings.embedding_device)
+        except EmbedderError as exc:
+            raise _fail(str(exc)) from None
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Progress]:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        yield bar
+
+
+def _short(source: str, width: int = 48) -> str:
+    return source if len(source) <= width else "..." + source[-(width - 3) :]

@@ -1,0 +1,1 @@
+"""The knowledge base: documents read from files or Confluence, chunked, embedded, searched."""

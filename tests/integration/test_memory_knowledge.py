@@ -1,0 +1,69 @@
+"""Retrieval quality over the bundled sample knowledge base, with the real embedding model.
+
+`data/memory_kb_questions.json` holds customer questions, each labelled with the chunk
+(title path) that answers it. The sample is ingested into Qdrant local mode exactly as
+`tidings ingest --sample` does; each question is searched as `GET /context` searches.
+Target: the expected chunk is in the top 3 for at least 90% of the questions (hit@3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tidings.common.settings import QdrantSettings
+from tidings.memory.collection import ModelStamp
+from tidings.memory.embedder import Embedder
+from tidings.memory.knowledge.ingest import Ingestor, sample_source
+from tidings.memory.knowledge.store import KnowledgeStore
+from tidings.memory.settings import MemorySettings
+from tidings.memory.store import open_qdrant
+
+pytestmark = pytest.mark.integration
+
+QUESTIONS = Path(__file__).parent / "data" / "memory_kb_questions.json"
+
+
+def labelled_questions() -> list[tuple[str, str]]:
+    data = json.loads(QUESTIONS.read_text())
+    return [(item["q"], item["expected"]) for item in data["questions"]]
+
+
+async def test_sample_knowledge_base_retrieval_hit_at_3_and_mrr(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    questions = labelled_questions()
+    assert len(questions) >= 40
+    settings = MemorySettings()
+    async with open_qdrant(QdrantSettings(path=tmp_path / "qdrant")) as qdrant:
+        knowledge = KnowledgeStore(qdrant, "kb")
+        await knowledge.ensure_collection(ModelStamp(embedder.name, embedder.dimension))
+        source = sample_source()
+        report = await Ingestor(
+            knowledge,
+            embedder,
+            max_chars=settings.chunk_max_chars,
+            overlap_chars=settings.chunk_overlap_chars,
+        ).ingest(source.root, source.items())
+        assert report.documents == 4 and not report.failed
+        titles = {
+            c.title
+            for c in await knowledge.search([1.0] * embedder.dimension, limit=100, min_score=-1)
+        }
+        assert {expected for _, expected in questions} <= titles  # every label exists
+
+        vectors = embedder.embed([q for q, _ in questions])
+        ranks: list[int | None] = []
+        for (_question, expected), vector in zip(questions, vectors, strict=True):
+            found = await knowledge.search(vector, limit=10, min_score=-1)
+            found_titles = [chunk.title for chunk in found]
+            ranks.append(found_titles.index(expected) + 1 if expected in found_titles else None)
+
+    hit_at_3 = sum(1 for r in ranks if r is not None and r <= 3) / len(ranks)
+    mrr = sum(1 / r for r in ranks if r is not None) / len(ranks)
+    misses = [q for (q, _), r in zip(questions, ranks, strict=True) if r is None or r > 3]
+    print(f"\nretrieval over the sample KB: hit@3={hit_at_3:.3f} MRR={mrr:.3f} n={len(ranks)}")
+    assert hit_at_3 >= 0.9, f"hit@3={hit_at_3:.3f}, missed: {misses}"
+    assert mrr >= 0.75
