@@ -24,6 +24,7 @@ from tidings.cli.infra import (
     wait_for_port,
 )
 from tidings.common.settings import KafkaSettings, LLMSettings
+from tidings.memory.embedder import Embedder
 
 
 class _Process:
@@ -112,3 +113,9 @@ def llm_settings(llm_base_url: str) -> LLMSettings:
         llm_max_tokens=64,
         llm_timeout=60.0,
     )
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The packaged all-MiniLM-L6-v2 model, loaded once per session (loading takes seconds)."""
+    return Embedder.load()

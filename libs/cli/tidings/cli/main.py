@@ -11,10 +11,9 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import click
 import typer
 from pydantic import ValidationError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from tidings.cli.lag import lag as lag_command
 from tidings.common.logging import configure_logging
@@ -30,10 +29,11 @@ _LAZY_COMMANDS = {
 
 
 class _LazyGroup(TyperGroup):
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    # `Any`: typer vendors its own click, whose types are not public.
+    def list_commands(self, ctx: Any) -> list[str]:
         return [*super().list_commands(ctx), *_LAZY_COMMANDS]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in _LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module_name, attribute, extra = _LAZY_COMMANDS[cmd_name]
@@ -50,7 +50,7 @@ class _LazyGroup(TyperGroup):
         return command
 
 
-def _missing_extra(name: str, extra: str, exc: ImportError) -> click.Command:
+def _missing_extra(name: str, extra: str, exc: ImportError) -> TyperCommand:
     def fail() -> None:
         raise _fail(
             f"`tidings {name}` needs the {extra} extra ({exc.name} is missing): "
@@ -58,7 +58,7 @@ def _missing_extra(name: str, extra: str, exc: ImportError) -> click.Command:
             2,
         )
 
-    return click.Command(name, callback=fail, help=f"(needs the {extra} extra)")
+    return TyperCommand(name, callback=fail, help=f"(needs the {extra} extra)")
 
 
 app = typer.Typer(
