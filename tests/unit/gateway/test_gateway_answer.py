@@ -46,7 +46,7 @@ def test_the_stream_is_finished_only_by_its_own_message_terminal_event() -> None
     assert stream.finished
 
 
-def test_error_data_carries_code_and_message() -> None:
+def test_error_data_carries_code_message_and_reason() -> None:
     sent = run(AnswerStream("m1"), [start(), error()])
 
     assert sent[-1].data == {
@@ -54,6 +54,7 @@ def test_error_data_carries_code_and_message() -> None:
         "attempt": "a1",
         "code": "llm_unavailable",
         "message": "The assistant is unavailable.",
+        "reason": "failed",
     }
 
 

@@ -108,3 +108,21 @@ async def test_a_client_too_far_behind_is_cut_off() -> None:
     assert slow.closed
     assert hub.subscriber_count() == 0
     assert len(await slow.next_batch()) == 3
+
+
+def test_events_read_again_after_a_reader_restart_are_ignored() -> None:
+    hub = FanoutHub(
+        ReplayBuffer(max_events_per_session=100, max_sessions=100, max_age_s=600),
+        max_pending=100,
+    )
+    kafka = Positions()
+    first = [kafka.wrap(start()), kafka.wrap(delta(0, "a"))]
+    for item in first:
+        hub.dispatch(item)
+
+    assert hub.high_water(0) == 1
+    assert hub.dispatch(first[1]) == -1  # the same position again
+    assert len(hub.snapshot(first[0].session_id)) == 2
+    hub.reading_from(0, 0)  # the broker lost its log and starts over
+    assert hub.high_water(0) == -1
+    assert hub.dispatch(first[0]) == 0

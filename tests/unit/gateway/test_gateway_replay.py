@@ -68,3 +68,20 @@ def test_old_events_and_idle_sessions_expire() -> None:
     assert buffer.snapshot("idle-session") == []
     assert buffer.snapshot("busy-session") == [fresh]
     assert len(buffer) == 1
+
+
+def test_a_session_is_bounded_by_bytes_too_but_keeps_its_newest_event() -> None:
+    from dataclasses import replace
+
+    buffer = ReplayBuffer(
+        max_events_per_session=100, max_sessions=10, max_age_s=60, max_bytes_per_session=250
+    )
+    kafka = Positions()
+    items = [replace(kafka.wrap(delta(seq, f"w{seq}")), size=100) for seq in range(4)]
+    for item in items:
+        buffer.append(item)
+    huge = replace(kafka.wrap(done("all")), size=10_000)
+
+    assert buffer.snapshot(items[0].session_id) == items[2:]
+    buffer.append(huge)
+    assert buffer.snapshot(items[0].session_id) == [huge]

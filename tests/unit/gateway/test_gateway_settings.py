@@ -39,3 +39,28 @@ def test_nonsense_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(ValueError, match="port"):
         GatewaySettings()
+
+
+def test_front_door_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_AUTH", "jwt")
+    monkeypatch.setenv("GATEWAY_JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json")
+    monkeypatch.setenv("GATEWAY_JWT_AUDIENCE", "tidings")
+    monkeypatch.setenv("GATEWAY_CORS_ORIGINS", '["https://shop.example"]')
+    monkeypatch.setenv("GATEWAY_RATE_PER_S", "0.5")
+    monkeypatch.setenv("MEMORY_URL", "http://memory:8001")
+
+    settings = GatewaySettings()
+
+    assert settings.auth == "jwt"
+    assert settings.jwt_audience == "tidings"
+    assert settings.cors_origins == ["https://shop.example"]
+    assert settings.rate_per_s == 0.5
+    assert settings.memory.url == "http://memory:8001"
+    assert settings.publish_timeout_s < 2  # a broker outage is a 503 within 2 s
+
+
+def test_an_unknown_auth_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_AUTH", "basic")
+
+    with pytest.raises(ValueError, match="auth"):
+        GatewaySettings()

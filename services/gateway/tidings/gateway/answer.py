@@ -59,6 +59,10 @@ class AnswerStream:
         answer = self._answers.get(self._message_id)
         return answer is not None and answer.finished
 
+    def has_begun(self, message_id: str) -> bool:
+        """True once any event of `message_id`'s answer has been fed."""
+        return message_id in self._answers
+
     def feed(self, item: StreamEvent) -> list[SseMessage]:
         """The SSE messages `item` produces for this client (often one, sometimes none)."""
         event = item.event
@@ -135,8 +139,46 @@ def _done_data(event: ResponseDone) -> dict[str, Any]:
         "model": event.model,
         "usage": event.usage.model_dump(mode="json"),
         "timings": event.timings.model_dump(mode="json"),
+        "sources": [source.model_dump(mode="json") for source in event.sources],
     }
 
 
 def _error_data(event: ResponseError) -> dict[str, Any]:
-    return {**_ids(event), "code": event.code, "message": event.message}
+    return {**_ids(event), "code": event.code, "message": event.message, "reason": event.reason}
+
+
+def reset_message(message_id: str | None) -> SseMessage:
+    """Tell the client to discard the partial text it shows (no id: not a Kafka event)."""
+    return SseMessage(RESET, {"message_id": message_id, "attempt": None})
+
+
+def gateway_error(message_id: str | None, reason: str, code: str, message: str) -> SseMessage:
+    """A terminal `error` the gateway itself decides (timeout, broker unavailable)."""
+    return SseMessage(
+        ERROR,
+        {
+            "message_id": message_id,
+            "attempt": None,
+            "code": code,
+            "message": message,
+            "reason": reason,
+        },
+    )
+
+
+def history_done(message_id: str, text: str, source: str | None) -> SseMessage:
+    """The finished answer read back from history, when the stream can no longer be replayed."""
+    return SseMessage(
+        DONE,
+        {
+            "message_id": message_id,
+            "attempt": None,
+            "text": text,
+            "source": source,
+            "model": None,
+            "usage": {},
+            "timings": {},
+            "sources": [],
+            "from_history": True,
+        },
+    )

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Callable
+from typing import Any
 
-from tidings.gateway.api import chat, health, stream
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from tidings.common.memory_api import MemoryClient
+from tidings.gateway.api import chat, health, openai, sessions, stream
+from tidings.gateway.auth import Authenticator
 from tidings.gateway.deps import GatewayContext
 from tidings.gateway.errors import install_error_handlers
 from tidings.gateway.hub import FanoutHub
-from tidings.gateway.middleware import CatchAllMiddleware, MetricsMiddleware
+from tidings.gateway.limits import RateLimiter, StreamCap
+from tidings.gateway.middleware import (
+    CatchAllMiddleware,
+    MetricsMiddleware,
+    SecurityHeadersMiddleware,
+)
+from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.publisher import Publisher
 from tidings.gateway.readiness import Readiness
 from tidings.gateway.settings import GatewaySettings
+from tidings.gateway.widget import router as widget_router
+
+
+def _always_up() -> float:
+    return 0.0
 
 
 def create_app(
@@ -20,22 +37,67 @@ def create_app(
     publisher: Publisher,
     hub: FanoutHub,
     readiness: Readiness,
+    owners: OwnershipMap | None = None,
+    memory: MemoryClient | None = None,
+    broker_down_for: Callable[[], float] = _always_up,
 ) -> FastAPI:
     """The HTTP API over objects whose lifecycle the caller owns (see `GatewayService`)."""
     app = FastAPI(
         title="Tidings gateway",
         summary="Send chat messages and stream the answers over Server-Sent Events.",
-        version="0.1.0",
+        version="0.2.0",
     )
     app.state.gateway = GatewayContext(
-        settings=settings, publisher=publisher, hub=hub, readiness=readiness
+        settings=settings,
+        publisher=publisher,
+        hub=hub,
+        readiness=readiness,
+        authenticator=Authenticator(settings),
+        owners=owners if owners is not None else OwnershipMap(settings.ownership_max_sessions),
+        limiter=RateLimiter(settings.rate_per_s, settings.rate_burst),
+        streams=StreamCap(settings.max_streams_per_subject),
+        memory=memory,
+        broker_down_for=broker_down_for,
     )
     install_error_handlers(app)
+    app.add_exception_handler(openai.OpenAIApiError, openai.openai_error_handler)
     app.include_router(chat.router, tags=["chat"])
     app.include_router(stream.router, tags=["chat"])
+    app.include_router(sessions.router, tags=["chat"])
+    app.include_router(openai.router)
     app.include_router(health.router)
+    app.include_router(widget_router)
     # The last added is outermost: an unhandled error is counted as a 500 by the metrics
-    # middleware, then answered as JSON by the catch-all around it.
+    # middleware, then answered as JSON by the catch-all around it; every answer, errors
+    # included, gets the security headers, and CORS is decided before anything else.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Session-Id"],
+        expose_headers=["X-Session-Id", "X-Message-Id", "Retry-After"],
+        max_age=600,
+    )
+    if settings.auth == "none":
+        _drop_security_from_schema(app)
     return app
+
+
+def _drop_security_from_schema(app: FastAPI) -> None:
+    """Without auth no request needs a token: say so in the published schema."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.pop("security", None)
+            schema.get("components", {}).pop("securitySchemes", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

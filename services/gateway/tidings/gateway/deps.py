@@ -6,12 +6,18 @@ which keeps them on `app.state`; routes never reach for globals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from tidings.common.memory_api import MemoryClient
+from tidings.gateway.auth import Authenticator, Caller
 from tidings.gateway.hub import FanoutHub
+from tidings.gateway.limits import RateLimiter, StreamCap
+from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.publisher import Publisher
 from tidings.gateway.readiness import Readiness
 from tidings.gateway.settings import GatewaySettings
@@ -25,6 +31,12 @@ class GatewayContext:
     publisher: Publisher
     hub: FanoutHub
     readiness: Readiness
+    authenticator: Authenticator
+    owners: OwnershipMap
+    limiter: RateLimiter
+    streams: StreamCap
+    memory: MemoryClient | None
+    broker_down_for: Callable[[], float]
 
 
 def get_context(request: Request) -> GatewayContext:
@@ -47,7 +59,22 @@ def get_readiness(request: Request) -> Readiness:
     return get_context(request).readiness
 
 
+# Declares the bearer scheme in the OpenAPI schema; the Authenticator does the checking
+# (and ignores it when GATEWAY_AUTH=none).
+bearer_scheme = HTTPBearer(auto_error=False, description="A JWT when GATEWAY_AUTH=jwt.")
+
+
+async def get_caller(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Caller:
+    """The authenticated caller (401 when a token is required and missing or invalid)."""
+    return await get_context(request).authenticator.caller(request)
+
+
+ContextDep = Annotated[GatewayContext, Depends(get_context)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 HubDep = Annotated[FanoutHub, Depends(get_hub)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+CallerDep = Annotated[Caller, Depends(get_caller)]

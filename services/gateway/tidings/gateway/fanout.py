@@ -1,8 +1,13 @@
-"""The gateway's one consumer of `model_responses`: every partition, no group, from the end.
+"""The gateway's one consumer: every partition of `model_responses` (and, with JWT auth, of
+`user_messages`), no consumer group, partitions assigned by hand.
 
 Every replica reads every answer event, so an SSE client can be connected to any replica.
-There is no consumer group (nothing to commit: the replay buffer is rebuilt from the live
-stream after a restart) and no rebalancing; partitions are assigned by hand.
+There is nothing to commit: a replica that starts reads each partition of `model_responses`
+back from max(beginning, end - GATEWAY_BACKFILL_MAX_RECORDS, the first record younger than
+GATEWAY_REPLAY_MAX_AGE_S) - found with ListOffsets by timestamp, which Tansu answers - so an
+answer that began before the replica started can still be served and resumed there. The
+`user_messages` partitions are read back from end - GATEWAY_BACKFILL_MAX_RECORDS x 20 to
+learn who owns which session.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from tidings.common.events import parse_response_event
+from tidings.common.events import UserMessage, parse_inbound_event, parse_response_event
 from tidings.common.kafka import topic_partitions_of
 from tidings.common.logging import get_logger
 from tidings.common.settings import KafkaSettings
 from tidings.gateway.hub import FanoutHub
 from tidings.gateway.metrics import EVENTS_FANNED_OUT, INVALID_EVENTS
+from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.replay import StreamEvent
 
 log = get_logger(__name__)
@@ -45,18 +51,41 @@ def to_stream_event(record: ConsumerRecord[bytes, bytes], *, now: float) -> Stre
             error=str(exc)[:300],
         )
         return None
-    return StreamEvent(record.partition, record.offset, event, now)
+    return StreamEvent(record.partition, record.offset, event, now, len(record.value or b""))
+
+
+def learn_owner(record: ConsumerRecord[bytes, bytes], owners: OwnershipMap) -> None:
+    """Record the sender of a user message as its session's owner (cancels own nothing)."""
+    try:
+        event = parse_inbound_event(record.value or b"")
+    except ValidationError:
+        return  # the responder dead-letters it; it names no owner worth trusting
+    if isinstance(event, UserMessage):
+        owners.record(event.session_id, event.user)
 
 
 class ResponseFanout:
-    """Reads answer events into the hub. `async with` starts it positioned at the end."""
+    """Reads answer events into the hub (and owners into the map). Use `async with`."""
 
     def __init__(
-        self, settings: KafkaSettings, hub: FanoutHub, *, start_timeout_s: float = 30.0
+        self,
+        settings: KafkaSettings,
+        hub: FanoutHub,
+        *,
+        owners: OwnershipMap | None = None,
+        backfill_records: int = 0,
+        backfill_age_s: float = 600.0,
+        fetch_max_wait_ms: int = 20,
+        start_timeout_s: float = 30.0,
     ) -> None:
         self._settings = settings
         self._topic = settings.model_responses_topic
+        self._owners_topic = settings.user_messages_topic
         self._hub = hub
+        self._owners = owners
+        self._backfill_records = backfill_records
+        self._backfill_age_s = backfill_age_s
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._start_timeout_s = start_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -68,24 +97,7 @@ class ResponseFanout:
         return bool(self._partitions) and self._task is not None and not self._task.done()
 
     async def __aenter__(self) -> ResponseFanout:
-        consumer = AIOKafkaConsumer(
-            group_id=None,
-            client_id=f"{self._settings.client_id}-gateway-fanout",
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            **self._settings.client_kwargs(),
-        )
-        await consumer.start()
-        self._consumer = consumer
-        try:
-            async with asyncio.timeout(self._start_timeout_s):
-                await self._assign_from_end(consumer)
-        except BaseException:
-            await _stop(consumer)
-            self._consumer = None
-            raise
-        self._task = asyncio.create_task(self._run(consumer), name="gateway-fanout")
-        self._task.add_done_callback(_log_task_end)
+        await self._start()
         return self
 
     async def __aexit__(
@@ -94,6 +106,35 @@ class ResponseFanout:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._stop_all()
+
+    async def restart(self) -> None:
+        """Start over with a new consumer (after a broker outage), continuing where it was."""
+        await self._stop_all()
+        await self._start()
+
+    async def _start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            group_id=None,
+            client_id=f"{self._settings.client_id}-gateway-fanout",
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            **self._settings.client_kwargs(),
+        )
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            async with asyncio.timeout(self._start_timeout_s):
+                await self._assign(consumer)
+        except BaseException:
+            await _stop(consumer)
+            self._consumer = None
+            raise
+        self._task = asyncio.create_task(self._run(consumer), name="gateway-fanout")
+        self._task.add_done_callback(_log_task_end)
+
+    async def _stop_all(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,21 +145,58 @@ class ResponseFanout:
             self._consumer = None
         self._partitions = []
 
-    async def _assign_from_end(self, consumer: AIOKafkaConsumer) -> None:
-        # Assigning partition 0 (every topic has it) makes the client track the topic's
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
+        topics = [self._topic] + ([self._owners_topic] if self._owners is not None else [])
+        # Assigning partition 0 (every topic has it) makes the client track the topics'
         # metadata; once it arrives, all partitions are known and assigned.
-        consumer.assign([TopicPartition(self._topic, 0)])
+        consumer.assign([TopicPartition(topic, 0) for topic in topics])
         while True:
-            partitions = topic_partitions_of(consumer, [self._topic])
-            if partitions:
+            partitions = topic_partitions_of(consumer, topics)
+            if {tp.topic for tp in partitions} == set(topics):
                 break
             await asyncio.sleep(0.05)
         consumer.assign(partitions)
-        while not await consumer.seek_to_end(*partitions):
-            log.warning("end offsets not known yet, retrying", topic=self._topic)
-        positions = {tp.partition: await consumer.position(tp) for tp in partitions}
+        answers = [tp for tp in partitions if tp.topic == self._topic]
+        owners = [tp for tp in partitions if tp.topic != self._topic]
+        starts = await self._answer_starts(consumer, answers)
+        if owners:
+            begin = await consumer.beginning_offsets(owners)
+            end = await consumer.end_offsets(owners)
+            for tp in owners:
+                starts[tp] = max(begin[tp], end[tp] - 20 * self._backfill_records)
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
+            if tp.topic == self._topic:
+                self._hub.reading_from(tp.partition, offset)
         self._partitions = partitions
-        log.info("answer fan-out started", topic=self._topic, positions=positions)
+        log.info(
+            "answer fan-out started",
+            topic=self._topic,
+            positions={tp.partition: starts[tp] for tp in answers},
+        )
+
+    async def _answer_starts(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Where to read each answer partition from (see the module docstring).
+
+        After an outage the reader continues after the last offset the hub handled, unless
+        the broker's log no longer reaches it (a broker without durable storage restarted).
+        """
+        begin = await consumer.beginning_offsets(partitions)
+        end = await consumer.end_offsets(partitions)
+        since_ms = int((time.time() - self._backfill_age_s) * 1000)
+        by_time = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        starts = {}
+        for tp in partitions:
+            found = by_time.get(tp)
+            young = end[tp] if found is None or found.offset < 0 else min(found.offset, end[tp])
+            start = max(begin[tp], end[tp] - self._backfill_records, young)
+            seen = self._hub.high_water(tp.partition)
+            if seen is not None and begin[tp] <= seen + 1 <= end[tp]:
+                start = seen + 1
+            starts[tp] = start
+        return starts
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         failures = 0
@@ -147,11 +225,15 @@ class ResponseFanout:
                         )
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
+        if record.topic != self._topic:
+            if self._owners is not None:
+                learn_owner(record, self._owners)
+            return
         item = to_stream_event(record, now=now)
         if item is None:
             return
-        self._hub.dispatch(item)
-        EVENTS_FANNED_OUT.labels(item.event.schema_).inc()
+        if self._hub.dispatch(item) >= 0:
+            EVENTS_FANNED_OUT.labels(item.event.schema_).inc()
 
 
 async def _stop(consumer: AIOKafkaConsumer) -> None:

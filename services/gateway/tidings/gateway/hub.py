@@ -74,9 +74,27 @@ class FanoutHub:
         self._max_pending = max_pending
         self._subscribers: dict[str, set[Subscription]] = {}
         self._closed = False
+        # Last offset handed out per partition: SSE ids at or below it have been seen here.
+        self._high_water: dict[int, int] = {}
+
+    def high_water(self, partition: int) -> int | None:
+        """The last offset of `partition` read by this replica (None: partition unknown)."""
+        return self._high_water.get(partition)
+
+    def reading_from(self, partition: int, offset: int) -> None:
+        """The reader (re)starts `partition` at `offset` (lower after a broker lost its log)."""
+        self._high_water[partition] = offset - 1
 
     def dispatch(self, item: StreamEvent) -> int:
-        """Buffer `item` and hand it to the session's subscribers; returns how many got it."""
+        """Buffer `item` and hand it to the session's subscribers; returns how many got it.
+
+        An event at or below the partition's high-water mark was already handled (a reader
+        restarted after an outage re-reads a little): it is ignored and -1 is returned.
+        """
+        known = self._high_water.get(item.partition)
+        if known is not None and item.offset <= known:
+            return -1
+        self._high_water[item.partition] = item.offset
         self._buffer.append(item)
         subscribers = self._subscribers.get(item.session_id)
         if not subscribers:

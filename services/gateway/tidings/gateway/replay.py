@@ -1,7 +1,7 @@
 """The per-session replay buffer: recent answer events for clients that connect late.
 
-Bounded three ways so a busy replica cannot run out of memory: events per session, number
-of sessions (the least recently active session goes first) and age.
+Bounded four ways so a busy replica cannot run out of memory: events and bytes per session,
+number of sessions (the least recently active session goes first) and age.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class StreamEvent:
     offset: int
     event: AnswerEvent
     received_at: float
+    size: int = 0
+    """Bytes of the Kafka value (counted against the per-session byte bound)."""
 
     @property
     def id(self) -> str:
@@ -35,6 +37,27 @@ class StreamEvent:
         return self.event.session_id
 
 
+def parse_event_id(value: str) -> tuple[int, int] | None:
+    """`(partition, offset)` of an SSE id `P-O`, or None when it is not one of ours."""
+    partition, sep, offset = value.strip().partition("-")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        return None
+    if len(partition) > 6 or len(offset) > 19:
+        return None
+    return int(partition), int(offset)
+
+
+class _Session:
+    __slots__ = ("bytes", "events")
+
+    def __init__(self) -> None:
+        self.events: deque[StreamEvent] = deque()
+        self.bytes = 0
+
+    def popleft(self) -> None:
+        self.bytes -= self.events.popleft().size
+
+
 class ReplayBuffer:
     """Recent events per session, in the order they were read (which is Kafka order)."""
 
@@ -44,15 +67,17 @@ class ReplayBuffer:
         max_events_per_session: int,
         max_sessions: int,
         max_age_s: float,
+        max_bytes_per_session: int = 1 << 60,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_events = max_events_per_session
         self._max_sessions = max_sessions
         self._max_age_s = max_age_s
+        self._max_bytes = max_bytes_per_session
         self._clock = clock
         # Ordered by last append, oldest first: eviction by count and by age both start at
         # the front.
-        self._sessions: OrderedDict[str, deque[StreamEvent]] = OrderedDict()
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
 
     def __len__(self) -> int:
         """Number of sessions held."""
@@ -60,12 +85,18 @@ class ReplayBuffer:
 
     def append(self, item: StreamEvent) -> None:
         """Keep `item` for its session, evicting whatever falls outside the bounds."""
-        events = self._sessions.get(item.session_id)
-        if events is None:
-            events = self._sessions[item.session_id] = deque(maxlen=self._max_events)
+        session = self._sessions.get(item.session_id)
+        if session is None:
+            session = self._sessions[item.session_id] = _Session()
         else:
             self._sessions.move_to_end(item.session_id)
-        events.append(item)
+        session.events.append(item)
+        session.bytes += item.size
+        # The newest event always stays, even if it alone is over the byte bound.
+        while len(session.events) > 1 and (
+            len(session.events) > self._max_events or session.bytes > self._max_bytes
+        ):
+            session.popleft()
         while len(self._sessions) > self._max_sessions:
             self._sessions.popitem(last=False)
         self._expire(item.session_id)
@@ -73,7 +104,8 @@ class ReplayBuffer:
     def snapshot(self, session_id: str) -> list[StreamEvent]:
         """The session's events still within the age bound, oldest first."""
         self._expire(session_id)
-        return list(self._sessions.get(session_id, ()))
+        session = self._sessions.get(session_id)
+        return list(session.events) if session is not None else []
 
     def _expire(self, session_id: str) -> None:
         cutoff = self._clock() - self._max_age_s
@@ -82,9 +114,9 @@ class ReplayBuffer:
         # session is used, which is enough because its length is bounded anyway.
         while self._sessions:
             oldest = next(iter(self._sessions.values()))
-            if oldest[-1].received_at >= cutoff:
+            if oldest.events[-1].received_at >= cutoff:
                 break
             self._sessions.popitem(last=False)
-        events = self._sessions.get(session_id)
-        while events and events[0].received_at < cutoff:
-            events.popleft()
+        session = self._sessions.get(session_id)
+        while session is not None and session.events and session.events[0].received_at < cutoff:
+            session.popleft()

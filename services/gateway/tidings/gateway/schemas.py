@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 # URLs, logs and Kafka keys.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# SSE ids are Kafka positions, `partition-offset`.
+EVENT_ID_PATTERN = r"^[0-9]{1,6}-[0-9]{1,19}$"
 
 
 class ChatRequest(BaseModel):
@@ -19,7 +21,11 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    message: str = Field(description="What the user wrote (UTF-8, not empty).")
+    message: str = Field(
+        description="What the user wrote (UTF-8, not blank; at most GATEWAY_MAX_MESSAGE_BYTES).",
+        # Published only: the handler checks these itself to answer with precise codes.
+        json_schema_extra={"minLength": 1, "pattern": r"\S"},
+    )
     session_id: str | None = Field(
         default=None,
         pattern=SESSION_ID_PATTERN,
@@ -50,6 +56,25 @@ class ErrorBody(BaseModel):
     """Body of every error answer."""
 
     error: ErrorDetail
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema with its `$defs` inlined, for `openapi_extra` request bodies."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def stream_url(session_id: str, message_id: str | None = None) -> str:

@@ -8,14 +8,17 @@ from types import TracebackType
 
 from tidings.common.kafka import ensure_topics, kafka_producer
 from tidings.common.logging import get_logger
+from tidings.common.memory_api import MemoryClient
 from tidings.common.runtime import HttpServer
 from tidings.gateway.app import create_app
 from tidings.gateway.fanout import ResponseFanout
 from tidings.gateway.hub import FanoutHub
+from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.publisher import KafkaPublisher
 from tidings.gateway.readiness import Readiness, kafka_probe
 from tidings.gateway.replay import ReplayBuffer
 from tidings.gateway.settings import GatewaySettings
+from tidings.gateway.watch import BrokerWatch
 
 log = get_logger(__name__)
 
@@ -32,6 +35,8 @@ class GatewayService:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.hub = _new_hub(settings)
+        self.owners = OwnershipMap(settings.ownership_max_sessions)
+        self.watch: BrokerWatch | None = None
         self._stack: AsyncExitStack | None = None
         self._server: HttpServer | None = None
 
@@ -45,22 +50,55 @@ class GatewayService:
     async def __aenter__(self) -> GatewayService:
         settings = self.settings
         self.hub = _new_hub(settings)
+        self.owners = OwnershipMap(settings.ownership_max_sessions)
         await ensure_topics(settings.kafka)
         async with AsyncExitStack() as stack:
+            memory = MemoryClient(settings.memory)
+            stack.push_async_callback(memory.aclose)
+            watch = BrokerWatch(kafka_probe(settings.kafka), interval_s=settings.broker_check_s)
             producer = await stack.enter_async_context(
                 kafka_producer(settings.kafka, name="gateway")
             )
             publisher = KafkaPublisher(
-                producer, settings.kafka.user_messages_topic, timeout_s=settings.publish_timeout_s
+                producer,
+                settings.kafka.user_messages_topic,
+                timeout_s=settings.publish_timeout_s,
+                broker_up=lambda: watch.up,
             )
-            fanout = await stack.enter_async_context(ResponseFanout(settings.kafka, self.hub))
+            fanout = await stack.enter_async_context(
+                ResponseFanout(
+                    settings.kafka,
+                    self.hub,
+                    owners=self.owners if settings.auth == "jwt" else None,
+                    backfill_records=settings.backfill_max_records,
+                    backfill_age_s=settings.replay_max_age_s,
+                    fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                )
+            )
+
+            async def recreate_topics() -> None:
+                # A broker without durable storage comes back empty.
+                await ensure_topics(settings.kafka, attempts=1)
+
+            watch.add_recovery(recreate_topics)
+            watch.add_recovery(fanout.restart)
+            await stack.enter_async_context(watch)
+            self.watch = watch
             readiness = Readiness(
-                producer_up=lambda: publisher.running,
+                producer_up=lambda: publisher.running and watch.up,
                 fanout_ready=lambda: fanout.ready,
                 broker_probe=kafka_probe(settings.kafka),
                 cache_s=settings.ready_cache_s,
             )
-            app = create_app(settings, publisher=publisher, hub=self.hub, readiness=readiness)
+            app = create_app(
+                settings,
+                publisher=publisher,
+                hub=self.hub,
+                readiness=readiness,
+                owners=self.owners,
+                memory=memory if memory.enabled else None,
+                broker_down_for=watch.down_for,
+            )
             server = HttpServer(app, settings.host, settings.port, name="gateway")
             await server.start()
             stack.push_async_callback(server.stop)
@@ -90,6 +128,7 @@ def _new_hub(settings: GatewaySettings) -> FanoutHub:
         max_events_per_session=settings.replay_max_events,
         max_sessions=settings.replay_max_sessions,
         max_age_s=settings.replay_max_age_s,
+        max_bytes_per_session=settings.replay_max_bytes,
     )
     return FanoutHub(buffer, max_pending=settings.stream_queue_size)
 

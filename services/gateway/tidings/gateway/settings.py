@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tidings.common.memory_api import MemoryApiSettings
 from tidings.common.settings import KafkaSettings, LogSettings
 
 
@@ -38,7 +41,7 @@ class GatewaySettings(BaseSettings):
         description="Largest accepted `metadata` object, measured as compact JSON.",
     )
     publish_timeout_s: float = Field(
-        default=5.0,
+        default=1.5,
         gt=0,
         title="Publish timeout (s)",
         description="How long POST /chat waits for the broker's acknowledgement before 503.",
@@ -88,5 +91,122 @@ class GatewaySettings(BaseSettings):
         title="Readiness probe cache (s)",
         description="How long a broker reachability check is reused by GET /ready.",
     )
+    replay_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        title="Replay bytes per session",
+        description="Approximate size (event JSON) of one session's buffered events.",
+    )
+    backfill_max_records: int = Field(
+        default=5000,
+        ge=0,
+        title="Start-up read-back per partition (records)",
+        description=(
+            "A freshly started replica reads each partition from max(begin, end - this, first "
+            "record younger than GATEWAY_REPLAY_MAX_AGE_S), so it can serve answers that began "
+            "before it started."
+        ),
+    )
+    fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        title="Answer fetch wait (ms)",
+        description=(
+            "Longest a fetch of answer events waits at the broker. Tansu answers a waiting "
+            "fetch only when this expires, not when data arrives, so it bounds the latency "
+            "every token pays (measured: 500 ms -> ~220 ms per hop, 20 ms -> ~7 ms)."
+        ),
+    )
+    answer_start_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        title="Answer start timeout (s)",
+        description="A stream for one message ends with `error` reason `timeout` if no "
+        "answer starts within this time.",
+    )
+    unavailable_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        title="Broker outage bound for streams (s)",
+        description="Open streams end with `error` reason `unavailable` once the broker has "
+        "been unreachable this long.",
+    )
+    broker_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        title="Broker check interval (s)",
+        description="How often the broker watch probes the broker (readiness, fast 503, recovery).",
+    )
+    auth: Literal["none", "jwt"] = Field(
+        default="none",
+        title="Authentication",
+        description="`none`: anyone with a session id can use it; `jwt`: bearer tokens required.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, title="JWT HS256 secret", description="Shared secret for HS256 tokens."
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None, title="JWKS URL", description="Where RS256/ES256 public keys are published."
+    )
+    jwt_audience: str | None = Field(
+        default=None, title="JWT audience", description="Required `aud` claim."
+    )
+    jwt_issuer: str | None = Field(
+        default=None, title="JWT issuer", description="Required `iss` claim."
+    )
+    jwt_leeway_s: float = Field(default=30.0, ge=0, title="JWT clock leeway (s)")
+    ownership_max_sessions: int = Field(
+        default=200_000,
+        ge=1,
+        title="Known session owners",
+        description="Session -> subject entries kept (least recently used dropped first).",
+    )
+    ownership_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        title="Owner lookup wait (s)",
+        description="How long a request for an unknown session waits for the owner to be read.",
+    )
+    rate_per_s: float = Field(
+        default=2.0,
+        gt=0,
+        title="Messages per second per subject",
+        description="Token bucket refill rate for POST /chat and /v1/chat/completions.",
+    )
+    rate_burst: int = Field(
+        default=10, ge=1, title="Message burst per subject", description="Token bucket size."
+    )
+    max_streams_per_subject: int = Field(
+        default=20,
+        ge=1,
+        title="Open streams per subject",
+        description="Concurrent SSE streams one subject (or anonymous IP) may hold.",
+    )
+    max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        title="Maximum body (bytes)",
+        description="Largest request body read by /v1/chat/completions.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        title="CORS origins",
+        description="Origins allowed to call the API from a browser (JSON list); none by default.",
+    )
+    models: list[str] = Field(
+        default_factory=lambda: ["tidings"],
+        title="Model names for /v1/models",
+        description="Names OpenAI clients may send as `model`; all go to the same responder.",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, title="Kafka")
+    memory: MemoryApiSettings = Field(default_factory=MemoryApiSettings, title="Memory API")
     log: LogSettings = Field(default_factory=LogSettings, title="Logging")
+
+    @model_validator(mode="after")
+    def _jwt_needs_keys(self) -> GatewaySettings:
+        if self.auth == "jwt" and self.jwt_secret is None and not self.jwt_jwks_url:
+            raise ValueError("GATEWAY_AUTH=jwt needs GATEWAY_JWT_SECRET or GATEWAY_JWT_JWKS_URL")
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("GATEWAY_JWT_SECRET must be at least 32 characters")
+        return self

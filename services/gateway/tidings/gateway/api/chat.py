@@ -7,12 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
+from sse_starlette import EventSourceResponse
 
-from tidings.common.events import UserMessage, new_id
+from tidings.common.events import CancelRequest, UserMessage, new_id
 from tidings.common.logging import bind, get_logger
 from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent, trace_id_of
-from tidings.gateway.deps import PublisherDep, SettingsDep
+from tidings.gateway.api.stream import reserve_stream, sse_response
+from tidings.gateway.auth import Caller, session_not_found
+from tidings.gateway.deps import CallerDep, ContextDep, GatewayContext, SettingsDep
 from tidings.gateway.errors import ApiError, describe_validation_errors
+from tidings.gateway.limits import retry_after
 from tidings.gateway.metrics import MESSAGES_ACCEPTED
 from tidings.gateway.publisher import PublishError
 from tidings.gateway.schemas import ChatAccepted, ChatRequest, ErrorBody, stream_url
@@ -98,15 +102,76 @@ async def read_chat_request(request: Request, settings: SettingsDep) -> ChatRequ
     return chat
 
 
+def check_rate(ctx: GatewayContext, caller: Caller) -> None:
+    """429 with `Retry-After` when the caller's token bucket is empty."""
+    wait = ctx.limiter.take(caller.limit_key)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too many messages; slow down.",
+            headers={"Retry-After": retry_after(wait)},
+        )
+
+
+async def resolve_session(ctx: GatewayContext, caller: Caller, session_id: str | None) -> str:
+    """The session to post to: a new 128-bit random id, or the given one if the caller may.
+
+    With JWT auth a given session must be the caller's: an unknown one is waited for briefly
+    (it may have been created through another replica), then claimed.
+    """
+    if session_id is None:
+        session_id = new_id()
+        if caller.subject is not None:
+            ctx.owners.claim(session_id, caller.subject)
+        return session_id
+    if caller.subject is None:
+        return session_id
+    owner = await ctx.owners.wait_for_owner(session_id, ctx.settings.ownership_wait_s)
+    if owner is None:
+        ctx.owners.claim(session_id, caller.subject)
+    elif owner != caller.subject:
+        raise session_not_found()
+    return session_id
+
+
+async def publish_or_503(ctx: GatewayContext, event: UserMessage | CancelRequest, tp: str) -> None:
+    """Publish, answering 503 with `Retry-After` when the broker cannot take it now."""
+    if not ctx.publisher.running:
+        raise ApiError(503, "unavailable", "The gateway is shutting down; try again.")
+    try:
+        await ctx.publisher.publish(event, traceparent=tp)
+    except PublishError as exc:
+        log.warning("event not acknowledged by the broker", error=str(exc))
+        raise ApiError(
+            503,
+            "broker_unavailable",
+            "The message could not be queued right now; try again shortly.",
+            headers={"Retry-After": "2"},
+        ) from None
+
+
+def wants_sse(request: Request) -> bool:
+    """True when the client asked for the answer in this response (`Accept: text/event-stream`)."""
+    return "text/event-stream" in request.headers.get("accept", "").lower()
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
         400: "The body is not valid JSON (`invalid_json`).",
         413: "The message or metadata is too large.",
         415: "The body is not JSON.",
+        401: "A bearer token is required (GATEWAY_AUTH=jwt).",
+        404: "The session belongs to someone else (`session_not_found`).",
         422: "Unknown or mistyped fields, an empty message or a malformed session id.",
+        429: "Rate limited (`rate_limited`) or too many open streams; see Retry-After.",
         503: "The broker did not acknowledge the message in time (`broker_unavailable`).",
     }.items()
+}
+_ERRORS[200] = {
+    "description": "The answer as Server-Sent Events, with `Accept: text/event-stream`.",
+    "content": {"text/event-stream": {}},
 }
 
 
@@ -126,31 +191,48 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def chat(
     request: Request,
     body: Annotated[ChatRequest, Depends(read_chat_request)],
-    publisher: PublisherDep,
-) -> ChatAccepted:
-    """Queue the message for the responder; 202 once the broker has acknowledged it."""
-    session_id = body.session_id or new_id()
+    ctx: ContextDep,
+    caller: CallerDep,
+) -> Any:
+    """Queue the message for the responder; 202 once the broker has acknowledged it.
+
+    With `Accept: text/event-stream` the answer streams in this response instead (200).
+    """
+    check_rate(ctx, caller)
+    session_id = await resolve_session(ctx, caller, body.session_id)
     message = UserMessage(
-        message_id=new_id(), session_id=session_id, text=body.message, metadata=body.metadata
+        message_id=new_id(),
+        session_id=session_id,
+        user=caller.subject,
+        text=body.message,
+        metadata=body.metadata,
     )
     traceparent = child_traceparent(request.headers.get(TRACEPARENT_HEADER))
+    streaming = wants_sse(request)
     with bind(
         session_id=session_id, message_id=message.message_id, trace_id=trace_id_of(traceparent)
     ):
-        if not publisher.running:
-            raise ApiError(503, "unavailable", "The gateway is shutting down; try again.")
+        subscription = None
+        if streaming:
+            reserve_stream(ctx, caller)
+            # Subscribe before publishing, so not even a very fast answer can be missed.
+            subscription = ctx.hub.subscribe(session_id)
         try:
-            await publisher.publish(message, traceparent=traceparent)
-        except PublishError as exc:
-            log.warning("message not acknowledged by the broker", error=str(exc))
-            raise ApiError(
-                503,
-                "broker_unavailable",
-                "The message could not be queued right now; try again shortly.",
-                headers={"Retry-After": "2"},
-            ) from None
+            await publish_or_503(ctx, message, traceparent)
+        except ApiError:
+            if subscription is not None:
+                subscription.close()
+                ctx.streams.release(caller.limit_key)
+            raise
         MESSAGES_ACCEPTED.inc()
-        log.info("message accepted", chars=len(body.message))
+        log.info("message accepted", chars=len(body.message), streaming=streaming)
+    if subscription is not None:
+        response: EventSourceResponse = sse_response(
+            ctx, caller, subscription, message_id=message.message_id, last_event_id=None
+        )
+        response.headers["X-Session-Id"] = session_id
+        response.headers["X-Message-Id"] = message.message_id
+        return response
     return ChatAccepted(
         session_id=session_id,
         message_id=message.message_id,

@@ -1,21 +1,20 @@
-"""`GET /stream`: a session's answers as Server-Sent Events, replayed then live."""
+"""`GET /stream`: a session's answers as Server-Sent Events, replayed, resumed, then live."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from tidings.common.logging import get_logger
-from tidings.gateway.answer import AnswerStream
-from tidings.gateway.deps import HubDep, SettingsDep
+from tidings.gateway.auth import Caller, check_session_access
+from tidings.gateway.deps import CallerDep, ContextDep, GatewayContext
+from tidings.gateway.errors import ApiError
 from tidings.gateway.hub import Subscription
-from tidings.gateway.metrics import OPEN_STREAMS, STREAMS_DROPPED
-from tidings.gateway.schemas import MESSAGE_ID_PATTERN, SESSION_ID_PATTERN
-from tidings.gateway.sse import opening, to_sse
+from tidings.gateway.schemas import EVENT_ID_PATTERN, MESSAGE_ID_PATTERN, SESSION_ID_PATTERN
+from tidings.gateway.streaming import OpenStream, StreamPolicy, stream_events
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -23,73 +22,84 @@ router = APIRouter()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class OpenStream:
-    """One client's stream; `release` ends its subscription exactly once however it ends."""
-
-    def __init__(self, subscription: Subscription) -> None:
-        self.subscription = subscription
-        self._released = False
-        OPEN_STREAMS.inc()
-
-    def release(self) -> None:
-        # Called from the generator's `finally` and again as the response's background
-        # task, because a generator cancelled while suspended is only finalised later.
-        if self._released:
-            return
-        self._released = True
-        self.subscription.close()
-        OPEN_STREAMS.dec()
-        if self.subscription.overflowed:
-            STREAMS_DROPPED.inc()
+def reserve_stream(ctx: GatewayContext, caller: Caller) -> None:
+    """429 when the caller already holds its share of open streams."""
+    if not ctx.streams.acquire(caller.limit_key):
+        raise ApiError(
+            429,
+            "too_many_streams",
+            f"At most {ctx.settings.max_streams_per_subject} streams may be open at once.",
+            headers={"Retry-After": "5"},
+        )
 
 
-async def stream_events(
-    stream: OpenStream, answers: AnswerStream, *, retry_ms: int
-) -> AsyncIterator[ServerSentEvent]:
-    """The opening comment, the replayed events, then live ones until the answer ends.
-
-    Without a message id it runs until the client leaves or the gateway shuts down.
-    """
-    subscription = stream.subscription
-    try:
-        yield opening(retry_ms)
-        for item in subscription.snapshot:
-            for message in answers.feed(item):
-                yield to_sse(message)
-            if answers.finished:
-                return
-        while batch := await subscription.next_batch():
-            for item in batch:
-                for message in answers.feed(item):
-                    yield to_sse(message)
-                if answers.finished:
-                    return
-    finally:
-        stream.release()
+def sse_response(
+    ctx: GatewayContext,
+    caller: Caller,
+    subscription: Subscription,
+    *,
+    message_id: str | None,
+    last_event_id: str | None,
+) -> EventSourceResponse:
+    """The SSE response for a subscription whose stream slot `reserve_stream` already took."""
+    settings = ctx.settings
+    opened = OpenStream(subscription, lambda: ctx.streams.release(caller.limit_key))
+    policy = StreamPolicy(
+        retry_ms=settings.sse_retry_ms,
+        start_timeout_s=settings.answer_start_timeout_s,
+        unavailable_after_s=settings.unavailable_after_s,
+        broker_down_for=ctx.broker_down_for,
+        high_water=ctx.hub.high_water,
+        memory=ctx.memory,
+        user=caller.subject,
+    )
+    return EventSourceResponse(
+        stream_events(opened, policy, message_id=message_id, last_event_id=last_event_id),
+        headers=SSE_HEADERS,
+        ping=settings.sse_ping_s,
+        background=BackgroundTask(opened.release),
+    )
 
 
 @router.get(
     "/stream",
     summary="Stream answers as Server-Sent Events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        401: {"description": "A bearer token is required (GATEWAY_AUTH=jwt)."},
+        404: {"description": "No such session (or not yours)."},
+        429: {"description": "Too many open streams."},
+    },
 )
 async def stream(
-    hub: HubDep,
-    settings: SettingsDep,
+    ctx: ContextDep,
+    caller: CallerDep,
     session_id: Annotated[str, Query(pattern=SESSION_ID_PATTERN)],
     message_id: Annotated[str | None, Query(pattern=MESSAGE_ID_PATTERN)] = None,
+    last_event_id_query: Annotated[
+        str | None,
+        Query(
+            alias="last_event_id",
+            pattern=EVENT_ID_PATTERN,
+            description="For clients that cannot set the Last-Event-ID header.",
+        ),
+    ] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> EventSourceResponse:
     """Events `start`, `token`, `done`, `error` and `reset`, each with JSON data.
 
     With `message_id` the stream ends right after that message's `done` or `error`; events
-    that arrived before the client connected are replayed first.
+    that arrived before the client connected are replayed first. With `Last-Event-ID` (or
+    `last_event_id`), exactly the events after that id are sent.
     """
-    opened = OpenStream(hub.subscribe(session_id))
+    await check_session_access(caller, session_id, ctx.owners, wait_s=ctx.settings.ownership_wait_s)
+    reserve_stream(ctx, caller)
     log.debug("stream opened", session_id=session_id, message_id=message_id)
-    return EventSourceResponse(
-        stream_events(opened, AnswerStream(message_id), retry_ms=settings.sse_retry_ms),
-        headers=SSE_HEADERS,
-        ping=settings.sse_ping_s,
-        background=BackgroundTask(opened.release),
+    return sse_response(
+        ctx,
+        caller,
+        ctx.hub.subscribe(session_id),
+        message_id=message_id,
+        last_event_id=last_event_id or last_event_id_query,
     )

@@ -1,0 +1,177 @@
+"""One client's SSE stream: opening, resume or replay, live events, and how it ends.
+
+Every stream that waits for one message ends with exactly one terminal event for it: the
+answer's `done` or `error`, or an `error` the gateway decides itself - reason `timeout` when
+no answer starts within GATEWAY_ANSWER_START_TIMEOUT_S, reason `unavailable` when the broker
+has been unreachable for GATEWAY_UNAVAILABLE_AFTER_S. Heartbeat comments are sent by
+sse-starlette every GATEWAY_SSE_PING_S, independent of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from sse_starlette import ServerSentEvent
+
+from tidings.common.logging import get_logger
+from tidings.common.memory_api import MemoryClient
+from tidings.gateway.answer import (
+    AnswerStream,
+    SseMessage,
+    gateway_error,
+    history_done,
+    reset_message,
+)
+from tidings.gateway.hub import Subscription
+from tidings.gateway.metrics import OPEN_STREAMS, STREAMS_DROPPED
+from tidings.gateway.resume import ResumePlan, plan_resume
+from tidings.gateway.sse import opening, to_sse
+
+log = get_logger(__name__)
+
+# How often a waiting stream re-checks its deadlines (start timeout, broker outage).
+_CHECK_S = 0.5
+
+
+class OpenStream:
+    """One client's stream; `release` ends it exactly once however it ends."""
+
+    def __init__(self, subscription: Subscription, on_release: Callable[[], None]) -> None:
+        self.subscription = subscription
+        self._on_release = on_release
+        self._released = False
+        OPEN_STREAMS.inc()
+
+    def release(self) -> None:
+        # Called from the generator's `finally` and again as the response's background
+        # task, because a generator cancelled while suspended is only finalised later.
+        if self._released:
+            return
+        self._released = True
+        self.subscription.close()
+        self._on_release()
+        OPEN_STREAMS.dec()
+        if self.subscription.overflowed:
+            STREAMS_DROPPED.inc()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPolicy:
+    """The bounds and helpers a stream works with."""
+
+    retry_ms: int
+    start_timeout_s: float
+    unavailable_after_s: float
+    broker_down_for: Callable[[], float]
+    high_water: Callable[[int], int | None]
+    memory: MemoryClient | None
+    user: str | None
+
+
+async def finished_answer(
+    memory: MemoryClient | None, session_id: str, message_id: str, user: str | None
+) -> SseMessage | None:
+    """The message's answer from history (the memory service), if it has one."""
+    if memory is None:
+        return None
+    history = await memory.session_messages(session_id, user=user)
+    if history is None:
+        return None
+    for turn in history.messages:
+        if turn.message_id == message_id and turn.role == "assistant":
+            return history_done(message_id, turn.text, turn.source)
+    return None
+
+
+async def stream_events(
+    stream: OpenStream,
+    policy: StreamPolicy,
+    *,
+    message_id: str | None,
+    last_event_id: str | None = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Everything one SSE client receives, from the opening comment to the terminal event."""
+    try:
+        yield opening(policy.retry_ms)
+        async for message in answer_messages(
+            stream.subscription, policy, message_id=message_id, last_event_id=last_event_id
+        ):
+            yield to_sse(message)
+    finally:
+        stream.release()
+
+
+async def answer_messages(
+    subscription: Subscription,
+    policy: StreamPolicy,
+    *,
+    message_id: str | None,
+    last_event_id: str | None = None,
+) -> AsyncIterator[SseMessage]:
+    """The stream's messages: resumed or replayed, then live, until the terminal one."""
+    answers = AnswerStream(message_id)
+    plan = plan_resume(subscription.snapshot, last_event_id, policy.high_water)
+    for item in plan.prime:
+        answers.feed(item)
+    if plan.stale:
+        yield reset_message(message_id)
+        if message_id is not None and not any(
+            item.event.message_id == message_id for item in plan.replay
+        ):
+            done = await finished_answer(
+                policy.memory, subscription.session_id, message_id, policy.user
+            )
+            if done is not None:
+                yield done
+                return
+    for item in plan.replay:
+        for message in answers.feed(item):
+            yield message
+        if answers.finished:
+            return
+    async for message in _live(subscription, answers, plan, policy, message_id):
+        yield message
+
+
+async def _live(
+    subscription: Subscription,
+    answers: AnswerStream,
+    plan: ResumePlan,
+    policy: StreamPolicy,
+    message_id: str | None,
+) -> AsyncIterator[SseMessage]:
+    deadline = time.monotonic() + policy.start_timeout_s
+    while True:
+        wait_s = _CHECK_S
+        if message_id is not None and not answers.has_begun(message_id):
+            wait_s = min(wait_s, max(0.0, deadline - time.monotonic()) + 0.001)
+        try:
+            batch = await asyncio.wait_for(subscription.next_batch(), wait_s)
+        except TimeoutError:
+            if policy.broker_down_for() >= policy.unavailable_after_s:
+                yield gateway_error(
+                    message_id,
+                    "unavailable",
+                    "broker_unavailable",
+                    "The service is temporarily unavailable; try again shortly.",
+                )
+                return
+            waiting = message_id is not None and not answers.has_begun(message_id)
+            if waiting and time.monotonic() >= deadline:
+                yield gateway_error(
+                    message_id, "timeout", "answer_timeout", "No answer started in time."
+                )
+                return
+            continue
+        if not batch:
+            return  # closed: shutdown, or the client fell too far behind (it reconnects)
+        for item in batch:
+            if plan.skips(item):
+                continue
+            for message in answers.feed(item):
+                yield message
+            if answers.finished:
+                return
