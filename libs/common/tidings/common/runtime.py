@@ -65,7 +65,17 @@ class PortInUseError(OSError):
 class HttpServer:
     """An ASGI app served by uvicorn inside the service's event loop."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, *, name: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        *,
+        name: str,
+        forwarded_allow_ips: str = "127.0.0.1",
+    ) -> None:
+        # `forwarded_allow_ips`: proxies whose X-Forwarded-For/-Proto are believed, so that
+        # the client address (rate limits, logs) is the user's, not the ingress controller's.
         config = uvicorn.Config(
             app,
             host=host,
@@ -74,6 +84,8 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
         self._server = _Server(config)
         self._name = name

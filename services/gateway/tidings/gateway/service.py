@@ -99,7 +99,13 @@ class GatewayService:
                 memory=memory if memory.enabled else None,
                 broker_down_for=watch.down_for,
             )
-            server = HttpServer(app, settings.host, settings.port, name="gateway")
+            server = HttpServer(
+                app,
+                settings.host,
+                settings.port,
+                name="gateway",
+                forwarded_allow_ips=settings.forwarded_allow_ips,
+            )
             await server.start()
             stack.push_async_callback(server.stop)
             stack.callback(self.hub.close)

@@ -189,6 +189,14 @@ class GatewaySettings(BaseSettings):
         title="Maximum body (bytes)",
         description="Largest request body read by /v1/chat/completions.",
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        title="Trusted proxies",
+        description=(
+            "Comma-separated proxy addresses (or *) whose X-Forwarded-For is believed, so rate "
+            "limits apply per user behind an ingress instead of to the ingress as one client."
+        ),
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         title="CORS origins",
