@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from prometheus_client.parser import text_string_to_metric_families
+from test_responder_support import (
+    answers_by_source,
+    committed_offsets,
+    positions_after,
+    responses,
+    send,
+)
 
 from tidings.common.events import (
-    AnyResponseEvent,
     ResponseDelta,
     ResponseDone,
-    ResponseError,
     ResponseStart,
-    UserMessage,
-    parse_response_event,
 )
-from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer, publish
+from tidings.common.kafka import kafka_consumer, kafka_producer
+from tidings.common.memory_api import MemoryApiSettings
 from tidings.common.settings import KafkaSettings, LLMSettings
-from tidings.common.tracing import TRACEPARENT_HEADER, new_traceparent, trace_id_of
+from tidings.common.tracing import trace_id_of
 from tidings.responder.service import ResponderService
 from tidings.responder.settings import ResponderSettings
 
@@ -43,127 +41,9 @@ def settings(kafka_settings: KafkaSettings, llm_settings: LLMSettings) -> Respon
         group_id=f"{kafka_settings.topic_prefix}responder",
         kafka=kafka_settings,
         llm=llm_settings.model_copy(update={"llm_max_tokens": 48}),
-        shutdown_grace_s=60,
+        grace_s=60,
+        memory=MemoryApiSettings(url=""),
     )
-
-
-@dataclass(frozen=True)
-class Sent:
-    message: UserMessage
-    traceparent: str
-    partition: int
-    offset: int
-
-
-class Responses:
-    """Reads every partition of `model_responses`, as a gateway replica does."""
-
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self._consumer = consumer
-        self.events: dict[str, list[AnyResponseEvent]] = {}
-        self.traceparents: dict[str, set[str]] = {}
-
-    async def wait_for(
-        self, done: Callable[[], bool], *, timeout_s: float = 120, what: str = "responses"
-    ) -> None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                while not done():
-                    batches = await self._consumer.getmany(timeout_ms=100)
-                    for records in batches.values():
-                        for record in records:
-                            self._add(record)
-        except TimeoutError:
-            raise AssertionError(f"no {what} within {timeout_s}s: {self.events}") from None
-
-    def _add(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        event = parse_response_event(record.value or b"")
-        self.events.setdefault(event.message_id, []).append(event)
-        for key, value in record.headers:
-            if key == TRACEPARENT_HEADER:
-                self.traceparents.setdefault(event.message_id, set()).add(value.decode())
-
-    async def until_terminal(self, *sent: Sent, timeout_s: float = 120) -> None:
-        await self.wait_for(
-            lambda: all(self.terminal(s.message.message_id) for s in sent),
-            timeout_s=timeout_s,
-            what="terminal events",
-        )
-
-    async def until_first_delta(self, sent: Sent) -> None:
-        await self.wait_for(
-            lambda: any(isinstance(e, ResponseDelta) for e in self.of(sent)), what="delta"
-        )
-
-    def of(self, sent: Sent) -> list[AnyResponseEvent]:
-        return self.events.get(sent.message.message_id, [])
-
-    def terminal(self, message_id: str) -> ResponseDone | ResponseError | None:
-        for event in self.events.get(message_id, []):
-            if isinstance(event, ResponseDone | ResponseError):
-                return event
-        return None
-
-
-@asynccontextmanager
-async def responses(kafka: KafkaSettings) -> AsyncIterator[Responses]:
-    await ensure_topics(kafka)
-    async with kafka_consumer(
-        kafka, kafka.model_responses_topic, group_id=None, name="test-reader"
-    ) as consumer:
-        yield Responses(consumer)
-
-
-async def send(producer: AIOKafkaProducer, kafka: KafkaSettings, session: str, text: str) -> Sent:
-    """Publish a user message as the gateway does, with a trace context."""
-    message = UserMessage(message_id=uuid.uuid4().hex, session_id=session, text=text)
-    traceparent = new_traceparent()
-    meta = await publish(
-        producer,
-        kafka.user_messages_topic,
-        message,
-        key=session,
-        headers=[(TRACEPARENT_HEADER, traceparent.encode())],
-    )
-    return Sent(message, traceparent, meta.partition, meta.offset)
-
-
-async def committed_offsets(kafka: KafkaSettings, group_id: str) -> dict[int, int]:
-    """The group's committed position per partition of `user_messages` (absent: none)."""
-    # A consumer that never subscribes reads the group's offsets without joining it.
-    consumer = AIOKafkaConsumer(
-        group_id=group_id, enable_auto_commit=False, **kafka.client_kwargs()
-    )
-    await consumer.start()
-    try:
-        result: dict[int, int] = {}
-        for partition in range(kafka.topic_partitions):
-            tp = TopicPartition(kafka.user_messages_topic, partition)
-            committed = await consumer.committed(tp)
-            if committed is not None:
-                result[partition] = committed
-        return result
-    finally:
-        await consumer.stop()
-
-
-def answers_by_source(exposition: str) -> dict[str, float]:
-    """`tidings_responder_answers_total` per source, from a /metrics page."""
-    return {
-        sample.labels["source"]: sample.value
-        for family in text_string_to_metric_families(exposition)
-        if family.name == "tidings_responder_answers"
-        for sample in family.samples
-        if sample.name == "tidings_responder_answers_total"
-    }
-
-
-def positions_after(offsets: list[tuple[int, int]]) -> dict[int, int]:
-    """For (partition, offset) pairs: the position just past the last of each partition."""
-    result: dict[int, int] = {}
-    for partition, offset in offsets:
-        result[partition] = max(result.get(partition, 0), offset + 1)
-    return result
 
 
 async def test_faq_and_llm_answers_stream_and_are_committed(settings: ResponderSettings) -> None:
@@ -239,7 +119,7 @@ async def test_invalid_record_is_dead_lettered_and_the_next_message_answered(
                         dead.extend(records)
         headers = dict(dead[0].headers)
         assert dead[0].value == b"{not json"
-        assert b"invalid user_message.v1" in headers["dlq.reason"]
+        assert b"invalid user_messages event" in headers["dlq.reason"]
         assert headers["dlq.source.offset"] == str(bad.offset).encode()
 
     assert await committed_offsets(kafka, settings.group_id) == positions_after(
@@ -251,7 +131,7 @@ async def test_an_answer_abandoned_at_shutdown_is_redelivered_and_answered_again
     settings: ResponderSettings,
 ) -> None:
     kafka = settings.kafka
-    impatient = settings.model_copy(update={"shutdown_grace_s": 0.0})
+    impatient = settings.model_copy(update={"grace_s": 0.0})
     async with responses(kafka) as reader, kafka_producer(kafka, name="test") as producer:
         async with ResponderService(impatient):
             story = await send(producer, kafka, "s-abandon", "Tell me a short story about a dragon")

@@ -28,6 +28,13 @@ def test_text_waits_until_enough_characters() -> None:
     assert buffer.take() is None
 
 
+def test_the_first_text_can_go_at_once_and_the_rest_is_grouped() -> None:
+    buffer = DeltaCoalescer(window_s=0.04, max_chars=10, clock=FakeClock(), first_now=True)
+    assert buffer.push("Hel") == "Hel"
+    assert buffer.push("lo, ") is None
+    assert buffer.push("world!") == "lo, world!"
+
+
 def test_text_is_due_once_the_window_passes() -> None:
     clock = FakeClock()
     buffer = DeltaCoalescer(window_s=0.04, max_chars=100, clock=clock)

@@ -21,7 +21,7 @@ from tidings.common.events import (
 )
 from tidings.responder.faq import load_faq
 from tidings.responder.llm import LLM_UNAVAILABLE, Finished, LLMError, LLMRequest, TextChunk
-from tidings.responder.llm.base import LLMEvent, build_messages
+from tidings.responder.llm.base import LLMEvent
 from tidings.responder.router import EmitError, Router, RouterConfig, split_text
 
 FALLBACK = "I'm not sure about that. Please contact support@bookstore.com for assistance."
@@ -95,7 +95,12 @@ def message(text: str) -> UserMessage:
 
 
 def router(
-    backend: FakeBackend, *, flush_chars: int = 16, flush_ms: float = 5, timeout_s: float = 5
+    backend: FakeBackend,
+    *,
+    flush_chars: int = 16,
+    flush_ms: float = 5,
+    timeout_s: float = 5,
+    flush_first: bool = True,
 ) -> Router:
     return Router(
         load_faq(),
@@ -104,6 +109,7 @@ def router(
             fallback_text=FALLBACK,
             flush_ms=flush_ms,
             flush_chars=flush_chars,
+            flush_first=flush_first,
             llm_timeout_s=timeout_s,
         ),
     )
@@ -171,7 +177,7 @@ async def test_unpublished_llm_text_is_replaced_by_the_fallback() -> None:
     # the user has seen nothing, so the fallback can still answer cleanly.
     backend = FakeBackend(["Once upon"], fail_after=1)
     sink = Sink()
-    done = await router(backend, flush_chars=1000, flush_ms=10_000).answer(
+    done = await router(backend, flush_chars=1000, flush_ms=10_000, flush_first=False).answer(
         message("Tell me a story"), sink
     )
     assert_well_formed(sink.events)
@@ -230,17 +236,6 @@ async def test_each_processing_is_a_new_attempt() -> None:
     await r.answer(message("hello"), first)
     await r.answer(message("hello"), second)
     assert first.events[0].attempt != second.events[0].attempt
-
-
-async def test_context_reaches_the_prompt() -> None:
-    backend = FakeBackend(["ok"])
-    await router(backend).answer(
-        message("What did I order?"), Sink(), context=["Order 42: Dune, shipped Monday"]
-    )
-    messages = build_messages("You help.", backend.requests[0])
-    assert messages[0] == {"role": "system", "content": "You help."}
-    assert "Order 42: Dune" in messages[1]["content"]
-    assert messages[-1] == {"role": "user", "content": "What did I order?"}
 
 
 def test_split_text_cuts_between_words_and_loses_nothing() -> None:

@@ -124,5 +124,6 @@ class MemoryClient:
             response.raise_for_status()
             return model.model_validate_json(response.content)
         except (httpx.HTTPError, ValidationError) as exc:
-            log.warning("memory service unavailable", path=path, error=repr(exc))
+            # Debug: callers decide how loudly to report an outage (the responder logs it once).
+            log.debug("memory service unavailable", path=path, error=repr(exc))
             return None

@@ -2,7 +2,9 @@
 
 A model emits a token every few milliseconds; publishing each as its own Kafka event would
 multiply broker and SSE traffic for no visible gain. Text waits until `flush_chars` are
-buffered or the oldest buffered text is `flush_ms` old, whichever comes first.
+buffered or the oldest buffered text is `flush_ms` old, whichever comes first. The very
+first text of an answer can be sent at once (`first_now`): time to first token is what a
+user feels, so it is not spent waiting for company.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ Clock = Callable[[], float]
 class DeltaCoalescer:
     """The buffering rule, without any I/O, so it can be tested with a fake clock."""
 
-    def __init__(self, *, window_s: float, max_chars: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        window_s: float,
+        max_chars: int,
+        clock: Clock = time.monotonic,
+        first_now: bool = False,
+    ) -> None:
+        self._first_now = first_now
         self._window_s = window_s
         self._max_chars = max_chars
         self._clock = clock
@@ -35,7 +45,8 @@ class DeltaCoalescer:
             self._since = self._clock()
         self._parts.append(text)
         self._size += len(text)
-        if self._size >= self._max_chars or self.time_left() == 0:
+        if self._first_now or self._size >= self._max_chars or self.time_left() == 0:
+            self._first_now = False
             return self.take()
         return None
 

@@ -4,21 +4,28 @@
 never pushes the consumer past `max.poll.interval.ms`. A partition whose backlog reaches
 `max_backlog` is paused and resumed once half of it has drained. Offsets are committed
 only up to the lowest unfinished message of each partition (see `OffsetTracker`).
+
+Cancel requests are acted on the moment they are fetched, not in queue order: the message
+they name may be answering right now, or waiting behind its session's earlier messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import ValidationError
 
+from tidings.common.events import MESSAGE_CANCEL, CancelRequest, parse_inbound_event
 from tidings.common.logging import get_logger
 from tidings.responder import metrics
-from tidings.responder.partition import Handler, PartitionWorker
+from tidings.responder.cancels import CancelRegistry
+from tidings.responder.partition import Handler, PartitionWorker, Record
 
 log = get_logger(__name__)
 
@@ -55,12 +62,14 @@ class ResponderConsumer:
         topic: str,
         handler: Handler,
         *,
-        max_in_flight: int,
+        max_in_flight: int | None,
         max_backlog: int,
         revoke_grace_s: float,
         on_crash: Callable[[BaseException], None],
+        cancels: CancelRegistry | None = None,
         poll_timeout_ms: int = 200,
     ) -> None:
+        self._cancels = cancels or CancelRegistry()
         self._consumer = consumer
         self._topic = topic
         self._handler = handler
@@ -109,9 +118,52 @@ class ResponderConsumer:
                 worker = self._workers.get(tp)
                 # Records of a partition revoked meanwhile belong to its next owner.
                 if worker is not None and not self._stopping:
-                    worker.add(records)
+                    self._add(worker, records)
             self._flow_control()
+            await self._measure_lag()
             await self.commit(self._workers.values())
+
+    def _add(self, worker: PartitionWorker, records: list[Record]) -> None:
+        """Queue messages; act on cancel requests now, so they need not wait their turn."""
+        batch: list[Record] = []
+        for record in records:
+            cancel = _as_cancel(record)
+            if cancel is None:
+                batch.append(record)
+                continue
+            if batch:
+                worker.add(batch)
+                batch = []
+            worker.add_finished(record)
+            if self._cancels.cancel(cancel.message_id):
+                log.info("cancel request: stopping the answer", message_id=cancel.message_id)
+            elif worker.expedite(functools.partial(_names, message_id=cancel.message_id)):
+                log.info(
+                    "cancel request: message cancelled before its answer",
+                    message_id=cancel.message_id,
+                )
+            else:
+                log.info(
+                    "cancel request for a message not being answered here; remembered",
+                    message_id=cancel.message_id,
+                )
+        if batch:
+            worker.add(batch)
+
+    async def _measure_lag(self) -> None:
+        for tp in list(self._workers):
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                # Known after a fetch (a highwater implies one); bounded all the same, so
+                # a partition waiting for an offset reset never stalls the fetch loop.
+                position = await asyncio.wait_for(self._consumer.position(tp), 0.1)
+            except (IllegalStateError, KafkaError, TimeoutError):
+                continue
+            metrics.CONSUMER_LAG.labels(partition=str(tp.partition)).set(
+                max(0, highwater - position)
+            )
 
     def _flow_control(self) -> None:
         backlogs = {tp: worker.backlog for tp, worker in self._workers.items()}
@@ -165,6 +217,9 @@ class ResponderConsumer:
             return
         await asyncio.gather(*(worker.stop(self._revoke_grace_s) for worker in workers))
         await self.commit(workers)
+        for worker in workers:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(str(worker.tp.partition))
         log.info("partitions revoked", partitions=sorted(w.tp.partition for w in workers))
 
     async def shutdown(self, grace_s: float) -> None:
@@ -180,3 +235,27 @@ class ResponderConsumer:
         workers = list(self._workers.values())
         await asyncio.gather(*(worker.stop(grace_s) for worker in workers))
         await self.commit(workers)
+
+
+def _as_cancel(record: Record) -> CancelRequest | None:
+    """The cancel request in `record`, if it is one (cheap check before parsing)."""
+    value = record.value or b""
+    if MESSAGE_CANCEL.encode() not in value:
+        return None
+    try:
+        event = parse_inbound_event(value)
+    except ValidationError:
+        return None  # the handler dead-letters it
+    return event if isinstance(event, CancelRequest) else None
+
+
+def _names(record: Record, message_id: str) -> bool:
+    """True when `record` is the user message `message_id`."""
+    value = record.value or b""
+    if message_id.encode() not in value:
+        return False
+    try:
+        event = parse_inbound_event(value)
+    except ValidationError:
+        return False
+    return not isinstance(event, CancelRequest) and event.message_id == message_id

@@ -1,5 +1,8 @@
 """What happens to one `user_messages` record: parse, answer, or dead-letter.
 
+A message waits for one of the process's answer slots (RESPONDER_MAX_CONCURRENCY) before
+it is answered; a cancel while it waits ends it at once as `cancelled`.
+
 Returning normally means the record is finished and may be committed. Raising means the
 responder cannot go on (the broker stays unreachable); the record stays uncommitted and is
 redelivered after a restart.
@@ -8,17 +11,19 @@ redelivered after a restart.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from tidings.common.events import parse_user_message
+from tidings.common.events import CancelRequest, UserMessage, parse_inbound_event
 from tidings.common.kafka import dead_letter
 from tidings.common.logging import bind, get_logger
 from tidings.common.settings import KafkaSettings
 from tidings.common.tracing import child_traceparent, trace_id_of, traceparent_from_headers
 from tidings.responder import metrics
+from tidings.responder.cancels import CancelRegistry
 from tidings.responder.emitter import KafkaEmitter
 from tidings.responder.partition import Record
 from tidings.responder.router import EmitError, Router
@@ -38,7 +43,12 @@ class MessageHandler:
         group_id: str,
         max_attempts: int = 3,
         backoff_s: float = 0.5,
+        max_concurrency: int = 8,
+        cancels: CancelRegistry | None = None,
     ) -> None:
+        self.cancels = cancels or CancelRegistry()
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._draining = asyncio.Event()
         self._router = router
         self._producer = producer
         self._kafka = kafka
@@ -49,35 +59,112 @@ class MessageHandler:
     async def __call__(self, record: Record) -> None:
         parent = traceparent_from_headers(list(record.headers or ()))
         try:
-            message = parse_user_message(record.value or b"")
+            event = parse_inbound_event(record.value or b"")
         except ValidationError as exc:
-            await self._dead_letter(record, f"invalid user_message.v1: {_summary(exc)}")
+            await self._dead_letter(record, f"invalid user_messages event: {_summary(exc)}")
+            return
+        if isinstance(event, CancelRequest):
+            # Normally taken on arrival by the fetch loop; harmless when it gets here.
+            self.cancels.cancel(event.message_id)
             return
         with bind(
-            session_id=message.session_id,
-            message_id=message.message_id,
+            session_id=event.session_id,
+            message_id=event.message_id,
             trace_id=trace_id_of(parent),
         ):
-            for attempt in range(1, self._max_attempts + 1):
-                emit = KafkaEmitter(
-                    self._producer,
-                    self._kafka.model_responses_topic,
-                    key=message.session_id,
-                    traceparent=child_traceparent(parent),
-                )
+            cancel = self.cancels.begin(event.message_id)
+            try:
+                if not await self._slot_or_cancel(cancel):
+                    await self._publish(
+                        event, parent, lambda emit: self._router.cancelled(event, emit)
+                    )
+                    return
+                metrics.IN_FLIGHT.inc()
                 try:
-                    await self._router.answer(message, emit)
-                    return
-                except EmitError as exc:
-                    if attempt == self._max_attempts:
-                        raise
-                    log.warning("publishing the answer failed; retrying", error=str(exc))
-                    await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
-                except Exception as exc:
-                    # A message that breaks the responder must not stop its partition forever.
-                    log.exception("answering failed; dead-lettering the message")
-                    await self._dead_letter(record, f"responder error: {exc!r}")
-                    return
+                    await self._publish(
+                        event,
+                        parent,
+                        lambda emit: self._router.answer(event, emit, cancel=cancel),
+                        record=record,
+                    )
+                finally:
+                    metrics.IN_FLIGHT.dec()
+                    self._slots.release()
+            finally:
+                self.cancels.end(event.message_id)
+
+    def drain(self) -> None:
+        """Shutting down: messages still waiting for a slot are abandoned (redelivered later)."""
+        self._draining.set()
+
+    async def _slot_or_cancel(self, cancel: asyncio.Event) -> bool:
+        """Wait for an answer slot; False (and no slot held) when cancelled first.
+
+        Raises `CancelledError` (the message is abandoned, uncommitted) when the service
+        starts shutting down before a slot is free: no new answer starts then.
+        """
+        if cancel.is_set():
+            return False
+        if self._draining.is_set():
+            raise asyncio.CancelledError
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        slot = asyncio.ensure_future(self._slots.acquire())
+        stop = asyncio.ensure_future(cancel.wait())
+        drain = asyncio.ensure_future(self._draining.wait())
+        try:
+            await asyncio.wait({slot, stop, drain}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Abandoned while waiting: a slot acquired in the meantime must not leak.
+            if slot.done() and not slot.cancelled():
+                self._slots.release()
+            raise
+        finally:
+            stop.cancel()
+            drain.cancel()
+            if not slot.done():
+                slot.cancel()
+        acquired = slot.done() and not slot.cancelled()
+        if cancel.is_set() or self._draining.is_set():
+            if acquired:
+                self._slots.release()
+            if cancel.is_set():
+                return False
+            raise asyncio.CancelledError
+        return acquired
+
+    async def _publish(
+        self,
+        message: UserMessage,
+        parent: str | None,
+        answer: Callable[[KafkaEmitter], Awaitable[object]],
+        *,
+        record: Record | None = None,
+    ) -> None:
+        """Run `answer` with a fresh emitter, retrying when publishing fails."""
+        for attempt in range(1, self._max_attempts + 1):
+            emit = KafkaEmitter(
+                self._producer,
+                self._kafka.model_responses_topic,
+                key=message.session_id,
+                traceparent=child_traceparent(parent),
+            )
+            try:
+                await answer(emit)
+                return
+            except EmitError as exc:
+                if attempt == self._max_attempts:
+                    raise
+                log.warning("publishing the answer failed; retrying", error=str(exc))
+                await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
+            except Exception as exc:
+                if record is None:
+                    raise
+                # A message that breaks the responder must not stop its partition forever.
+                log.exception("answering failed; dead-lettering the message")
+                await self._dead_letter(record, f"responder error: {exc!r}")
+                return
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         for attempt in range(1, self._max_attempts + 1):

@@ -8,8 +8,9 @@ from tidings.common.metrics import LATENCY_BUCKETS, metric_name
 
 ANSWERS = Counter(
     metric_name("responder_answers_total"),
-    "Answers completed (response.done), by source (faq, llm, fallback).",
-    ["source"],
+    "Answers completed (response.done), by source (tool, faq, llm, fallback) and LLM backend "
+    "(`none` when no LLM answered).",
+    ["source", "backend"],
 )
 ERRORS = Counter(
     metric_name("responder_errors_total"),
@@ -40,7 +41,7 @@ QUEUE_TIME = Histogram(
 )
 IN_FLIGHT = Gauge(
     metric_name("responder_in_flight"),
-    "Messages being answered right now.",
+    "Messages being answered right now (holding one of RESPONDER_MAX_CONCURRENCY slots).",
 )
 BACKLOG = Gauge(
     metric_name("responder_backlog"),
@@ -66,4 +67,44 @@ LLM_CHUNKS = Counter(
 DELTAS = Counter(
     metric_name("responder_deltas_total"),
     "response.delta events published (after coalescing).",
+)
+TOKENS_PER_SECOND = Histogram(
+    metric_name("responder_llm_tokens_per_second"),
+    "Completion tokens per second of LLM answers (after the first token), by backend.",
+    ["backend"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
+)
+BACKEND_ERRORS = Counter(
+    metric_name("responder_llm_backend_errors_total"),
+    "Failed calls to an LLM backend (circuit_open: skipped by its breaker), by backend and code.",
+    ["backend", "code"],
+)
+CIRCUIT_STATE = Gauge(
+    metric_name("responder_llm_circuit_state"),
+    "Circuit breaker of each LLM backend: 0 closed, 1 open, 2 half-open.",
+    ["backend"],
+)
+CONSUMER_LAG = Gauge(
+    metric_name("responder_consumer_lag"),
+    "user_messages records not fetched yet (highwater - position), by partition.",
+    ["partition"],
+)
+CANCELLED = Counter(
+    metric_name("responder_cancelled_total"),
+    "Answers stopped by a cancel request.",
+)
+TOOL_CALLS = Counter(
+    metric_name("responder_tool_calls_total"),
+    "Tool calls, by tool and outcome (found, not_found, unavailable).",
+    ["tool", "outcome"],
+)
+FAQ_RELOADS = Counter(
+    metric_name("responder_faq_reloads_total"),
+    "FAQ reloads on SIGHUP, by outcome (ok, invalid).",
+    ["outcome"],
+)
+CONTEXT_DROPPED = Counter(
+    metric_name("responder_context_dropped_total"),
+    "Turns and knowledge chunks left out of a prompt to fit the context window, by kind.",
+    ["kind"],
 )

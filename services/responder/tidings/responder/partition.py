@@ -1,8 +1,9 @@
 """The work of one assigned partition: answer its messages in order, track what finished.
 
-With `max_in_flight=1` a partition is answered strictly in offset order. A higher value
-answers messages of *different* sessions (Kafka keys) of the partition at the same time,
-while the messages of one session still wait for each other.
+Messages of *different* sessions (Kafka keys) of a partition are answered at the same
+time, while the messages of one session wait for each other (the process-wide limit,
+RESPONDER_MAX_CONCURRENCY, is applied by the handler). `max_in_flight=1` answers a
+partition strictly in offset order.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class PartitionWorker:
         tp: TopicPartition,
         handler: Handler,
         *,
-        max_in_flight: int = 1,
+        max_in_flight: int | None = 1,
         on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.tp = tp
@@ -65,6 +66,28 @@ class PartitionWorker:
             self._waiting.append(record)
         self._schedule()
 
+    def add_finished(self, record: Record) -> None:
+        """Track a record that needs no answer (a cancel request), so commits pass over it."""
+        if self._closed:
+            return
+        self.tracker.add(record.offset)
+        self.tracker.finish(record.offset)
+
+    def expedite(self, matches: Callable[[Record], bool]) -> bool:
+        """Start the first waiting record that `matches` now, out of turn.
+
+        Used for a cancelled message: its answer is only a `cancelled` event, which need
+        not wait for the session's earlier messages.
+        """
+        if self._closed:
+            return False
+        for record in self._waiting:
+            if matches(record):
+                self._waiting.remove(record)
+                self._start(record, record.key or b"")
+                return True
+        return False
+
     def _schedule(self) -> None:
         if self._closed:
             return
@@ -76,7 +99,7 @@ class PartitionWorker:
             if key in blocked:
                 continue
             blocked.add(key)
-            if len(self._running) >= self._max_in_flight:
+            if self._max_in_flight is not None and len(self._running) >= self._max_in_flight:
                 break
             self._waiting.remove(record)
             self._start(record, key)
@@ -90,12 +113,10 @@ class PartitionWorker:
             self._handler(record), name=f"answer-{record.topic}-{record.partition}-{record.offset}"
         )
         self._running[record.offset] = (task, key)
-        metrics.IN_FLIGHT.inc()
         task.add_done_callback(lambda done: self._done(record, done))
 
     def _done(self, record: Record, task: asyncio.Task[None]) -> None:
         self._running.pop(record.offset, None)
-        metrics.IN_FLIGHT.dec()
         if task.cancelled():
             # Abandoned: left uncommitted so the message is redelivered.
             metrics.ABANDONED.inc()

@@ -1,28 +1,36 @@
-"""Answer one user message: FAQ, else LLM, else the fallback text, as a stream of events.
+"""Answer one user message: tools, else FAQ, else LLM with context, else the fallback text.
 
 Every answer is `response.start`, zero or more `response.delta` (seq 0, 1, 2, ...) and
 exactly one terminal event, `response.done` or `response.error`. Canned answers stream as
 deltas too, so clients treat every answer the same way. If the LLM fails before any of its
 text was published the user gets the fallback answer; once text was published a failure
 ends the answer with `response.error` rather than passing off a fragment as an answer.
+
+A cancel (the `cancel` event of `answer`) stops the generation and ends the answer with
+`response.error` (reason `cancelled`) at once, unless its terminal event is already on
+its way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from tidings.common.events import (
     AnswerSource,
+    ErrorReason,
     ResponseDelta,
     ResponseDone,
     ResponseError,
     ResponseEvent,
     ResponseStart,
+    SourceRef,
     Timings,
     Usage,
     UserMessage,
@@ -32,9 +40,12 @@ from tidings.common.events import (
 from tidings.common.logging import bind, get_logger
 from tidings.responder import metrics
 from tidings.responder.coalesce import Clock, DeltaCoalescer, coalesce
-from tidings.responder.faq import FaqMatcher
+from tidings.responder.faq import FaqMatcher, FaqStore
 from tidings.responder.llm import LLM_FAILED, LLM_TIMEOUT, LLMBackend, LLMError, LLMRequest
 from tidings.responder.llm.base import Finished, TextChunk
+from tidings.responder.memory import ContextSource
+from tidings.responder.prompt import Prompt, PromptLimits, build_prompt
+from tidings.responder.tools import ToolAnswer
 
 log = get_logger(__name__)
 
@@ -42,6 +53,9 @@ Emit = Callable[[ResponseEvent], Awaitable[None]]
 Terminal = ResponseDone | ResponseError
 
 INTERNAL_ERROR = "internal_error"
+CANCELLED = "cancelled"
+_CANCELLED = "The answer was stopped as you asked."
+NO_BACKEND = "none"
 _INTERRUPTED = "The answer was interrupted. Please ask again."
 _INTERNAL = "Something went wrong while answering. Please ask again."
 _WORD = re.compile(r"\S+\s*|\s+")
@@ -51,14 +65,26 @@ class EmitError(Exception):
     """Publishing an event failed; the message was not answered and may be retried."""
 
 
+class Tool(Protocol):
+    """Something that may answer a message from another system (order status, ...)."""
+
+    async def answer(self, text: str) -> ToolAnswer | None:
+        """The answer when the tool applies to `text`, else None."""
+        ...
+
+
 @dataclass(frozen=True)
 class RouterConfig:
     """The knobs of one answer."""
 
-    fallback_text: str
+    # None: the FAQ file's `fallback` (so a reload can change it too).
+    fallback_text: str | None
     flush_ms: float = 40.0
     flush_chars: int = 48
+    flush_first: bool = True
     llm_timeout_s: float = 60.0
+    system_prompt: str = "You are a helpful support assistant."
+    limits: PromptLimits = field(default_factory=lambda: PromptLimits(budget_tokens=1792))
 
 
 @dataclass
@@ -75,8 +101,12 @@ class _Answer:
     first_text_at: float | None = None
     parts: list[str] = field(default_factory=list)
     terminal_sent: bool = False
+    # Set just before the terminal event is published: a cancel arriving now is too late.
+    finishing: bool = False
+    started_sent: bool = False
 
     async def start(self, *, source: AnswerSource | None = None, model: str | None = None) -> None:
+        self.started_sent = True
         await self.emit(
             ResponseStart(
                 message_id=self.message.message_id,
@@ -116,78 +146,162 @@ class Router:
 
     def __init__(
         self,
-        faq: FaqMatcher,
+        faq: FaqStore | FaqMatcher,
         backend: LLMBackend,
         config: RouterConfig,
         *,
+        tools: Sequence[Tool] = (),
+        context: ContextSource | None = None,
         clock: Clock = time.monotonic,
         wall: Callable[[], datetime] = utcnow,
     ) -> None:
         self._faq = faq
         self._backend = backend
         self._config = config
+        self._tools = tuple(tools)
+        self._context = context
         self._clock = clock
         self._wall = wall
 
+    @property
+    def faq(self) -> FaqMatcher:
+        """The FAQ in use now (a reload swaps it)."""
+        return self._faq.matcher if isinstance(self._faq, FaqStore) else self._faq
+
     async def answer(
-        self, message: UserMessage, emit: Emit, *, context: Sequence[str] = ()
+        self, message: UserMessage, emit: Emit, *, cancel: asyncio.Event | None = None
     ) -> Terminal:
         """Answer `message`; returns the terminal event that was published.
 
-        `context` carries passages for the LLM prompt (conversation memory, knowledge).
-        Raises `EmitError` when publishing fails; the caller may retry the whole message.
+        Setting `cancel` stops the answer with a `cancelled` error event. Raises
+        `EmitError` when publishing fails; the caller may retry the whole message.
         """
         queue_s = max(0.0, (self._wall() - message.ts).total_seconds())
         run = _Answer(message, new_id(), emit, self._clock, self._clock(), queue_s * 1000)
         metrics.QUEUE_TIME.observe(queue_s)
         with bind(attempt=run.attempt):
+            if cancel is None:
+                return await self._answer(run)
+            if cancel.is_set():
+                return await self._finish_cancelled(run)
+            work = asyncio.create_task(self._answer(run), name=f"answer-{message.message_id}")
+            stopper = asyncio.create_task(cancel.wait(), name=f"cancel-{message.message_id}")
             try:
-                return await self._route(run, context)
-            except EmitError:
+                await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                work.cancel()  # abandoned (shutdown, rebalance): no terminal event
                 raise
-            except Exception:
-                log.exception("answering failed")
-                if not run.terminal_sent:
-                    # Best effort: the client should not wait for an answer that never comes.
-                    with contextlib.suppress(EmitError):
-                        await self._finish_error(run, INTERNAL_ERROR, _INTERNAL)
-                raise
+            finally:
+                stopper.cancel()
+            if work.done() or run.finishing:
+                return await work
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            if work.cancelled() or not run.terminal_sent:
+                return await self._finish_cancelled(run)
+            return work.result()
 
-    async def _route(self, run: _Answer, context: Sequence[str]) -> Terminal:
-        found = self._faq.match(run.message.text)
+    async def cancelled(self, message: UserMessage, emit: Emit) -> ResponseError:
+        """End a message that was cancelled before its answer started."""
+        run = _Answer(message, new_id(), emit, self._clock, self._clock(), 0.0)
+        with bind(attempt=run.attempt):
+            return await self._finish_cancelled(run)
+
+    async def _answer(self, run: _Answer) -> Terminal:
+        try:
+            return await self._route(run)
+        except EmitError:
+            raise
+        except Exception:
+            log.exception("answering failed")
+            if not run.terminal_sent:
+                # Best effort: the client should not wait for an answer that never comes.
+                with contextlib.suppress(EmitError):
+                    await self._finish_error(run, INTERNAL_ERROR, _INTERNAL)
+            raise
+
+    async def _route(self, run: _Answer) -> Terminal:
+        text = run.message.text
+        for tool in self._tools:
+            found_tool = await tool.answer(text)
+            if found_tool is not None:
+                log.info("answering with a tool", tool=found_tool.tool, outcome=found_tool.outcome)
+                await run.start(source="tool")
+                return await self._canned(run, found_tool.text, "tool")
+        found = self.faq.match(text)
         if found is not None:
             log.info("answering from the FAQ", intent=found.intent.id)
             await run.start(source="faq")
             return await self._canned(run, found.answer, "faq")
+        prompt = await self._prompt(run.message)
         # The source is not known yet: a failing LLM is replaced by the fallback.
         await run.start(model=self._backend.model)
         try:
-            finished = await self._stream_llm(run, context)
+            finished = await self._stream_llm(run, prompt)
         except (LLMError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, LLMError) else LLM_TIMEOUT
             metrics.LLM_FAILURES.labels(code=code).inc()
             if run.seq == 0:
                 log.warning("LLM failed before answering; sending the fallback", error=str(exc))
                 run.first_text_at = None
-                return await self._canned(run, self._config.fallback_text, "fallback")
+                return await self._canned(run, self._fallback_text(), "fallback")
             log.warning("LLM failed mid-answer", error=str(exc), deltas=run.seq)
             return await self._finish_error(run, LLM_FAILED, _INTERRUPTED)
         if run.seq == 0:
             log.warning("LLM returned no text; sending the fallback")
-            return await self._canned(run, self._config.fallback_text, "fallback")
-        return await self._finish_done(run, "llm", finished.model, finished.usage)
+            return await self._canned(run, self._fallback_text(), "fallback")
+        return await self._finish_done(
+            run,
+            "llm",
+            finished.model,
+            finished.usage,
+            backend=finished.backend or self._backend.name,
+            sources=prompt.sources,
+        )
 
-    async def _stream_llm(self, run: _Answer, context: Sequence[str]) -> Finished:
-        request = LLMRequest(text=run.message.text, context=tuple(context))
+    def _fallback_text(self) -> str:
+        return self._config.fallback_text or self.faq.fallback
+
+    async def _prompt(self, message: UserMessage) -> Prompt:
+        context = None
+        if self._context is not None:
+            context = await self._context.context(
+                message.session_id, message.text, user=message.user
+            )
+        prompt = build_prompt(
+            self._config.system_prompt,
+            message.text,
+            context,
+            self._config.limits,
+            message_id=message.message_id,
+        )
+        if prompt.turns_dropped:
+            metrics.CONTEXT_DROPPED.labels(kind="turn").inc(prompt.turns_dropped)
+        if prompt.chunks_dropped:
+            metrics.CONTEXT_DROPPED.labels(kind="chunk").inc(prompt.chunks_dropped)
+        if context is not None:
+            log.debug(
+                "prompt built",
+                turns=prompt.turns_used,
+                chunks=prompt.chunks_used,
+                tokens=prompt.tokens,
+            )
+        return prompt
+
+    async def _stream_llm(self, run: _Answer, prompt: Prompt) -> Finished:
+        request = LLMRequest(text=run.message.text, messages=prompt.messages)
         finished = Finished(model=self._backend.model)
+        chunks_seen = 0
 
         async def texts() -> AsyncIterator[str]:
-            nonlocal finished
+            nonlocal finished, chunks_seen
             async with contextlib.aclosing(self._backend.stream(request)) as events:
                 async for event in events:
                     if isinstance(event, TextChunk):
                         if run.first_text_at is None and event.text:
                             run.first_text_at = self._clock()
+                        chunks_seen += 1
                         metrics.LLM_CHUNKS.inc()
                         yield event.text
                     else:
@@ -197,6 +311,7 @@ class Router:
             window_s=self._config.flush_ms / 1000,
             max_chars=self._config.flush_chars,
             clock=self._clock,
+            first_now=self._config.flush_first,
         )
         chunks = coalesce(
             texts(), coalescer, timeout_s=self._config.llm_timeout_s, clock=self._clock
@@ -210,6 +325,13 @@ class Router:
         ):
             if count:
                 metrics.LLM_TOKENS.labels(kind=kind).inc(count)
+        tokens = finished.usage.completion_tokens or chunks_seen
+        if run.first_text_at is not None and tokens > 1:
+            generating = self._clock() - run.first_text_at
+            if generating > 0:
+                metrics.TOKENS_PER_SECOND.labels(
+                    backend=finished.backend or self._backend.name
+                ).observe((tokens - 1) / generating)
         return finished
 
     async def _canned(self, run: _Answer, text: str, source: AnswerSource) -> Terminal:
@@ -220,7 +342,14 @@ class Router:
         return await self._finish_done(run, source, None, Usage())
 
     async def _finish_done(
-        self, run: _Answer, source: AnswerSource, model: str | None, usage: Usage
+        self,
+        run: _Answer,
+        source: AnswerSource,
+        model: str | None,
+        usage: Usage,
+        *,
+        backend: str = NO_BACKEND,
+        sources: Sequence[SourceRef] = (),
     ) -> ResponseDone:
         timings = run.timings()
         done = ResponseDone(
@@ -232,31 +361,48 @@ class Router:
             model=model,
             usage=usage,
             timings=timings,
+            sources=list(sources),
         )
+        run.finishing = True
         await run.emit(done)
         run.terminal_sent = True
-        metrics.ANSWERS.labels(source=source).inc()
+        metrics.ANSWERS.labels(source=source, backend=backend).inc()
         if timings.first_token_ms is not None:
             metrics.FIRST_TOKEN.labels(source=source).observe(timings.first_token_ms / 1000)
         metrics.ANSWER_TIME.labels(source=source).observe((timings.total_ms or 0) / 1000)
         log.info(
             "answered",
             source=source,
+            backend=backend,
             chars=len(done.text),
             deltas=run.seq,
+            sources=len(done.sources),
             first_token_ms=timings.first_token_ms,
             total_ms=timings.total_ms,
         )
         return done
 
-    async def _finish_error(self, run: _Answer, code: str, message: str) -> ResponseError:
+    async def _finish_cancelled(self, run: _Answer) -> ResponseError:
+        metrics.CANCELLED.inc()
+        log.info("answer cancelled", deltas=run.seq)
+        if not run.started_sent:
+            # Clients follow the latest attempt that started; an attempt that never started
+            # could not replace a half-streamed earlier one (after a redelivery).
+            await run.start()
+        return await self._finish_error(run, CANCELLED, _CANCELLED, reason="cancelled")
+
+    async def _finish_error(
+        self, run: _Answer, code: str, message: str, *, reason: ErrorReason = "failed"
+    ) -> ResponseError:
         error = ResponseError(
             message_id=run.message.message_id,
             session_id=run.message.session_id,
             attempt=run.attempt,
             code=code,
             message=message,
+            reason=reason,
         )
+        run.finishing = True
         await run.emit(error)
         run.terminal_sent = True
         metrics.ERRORS.labels(code=code).inc()

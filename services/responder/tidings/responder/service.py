@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.logging import get_logger
+from tidings.common.memory_api import MemoryClient
 from tidings.common.ops import ops_app
 from tidings.common.runtime import HttpServer
+from tidings.responder.cancels import CancelRegistry
 from tidings.responder.consumer import ResponderConsumer
-from tidings.responder.faq import load_faq
+from tidings.responder.faq import FaqStore
 from tidings.responder.handler import MessageHandler
 from tidings.responder.llm import LLMBackend, create_backend
-from tidings.responder.router import Router, RouterConfig
+from tidings.responder.memory import ContextSource
+from tidings.responder.prompt import PromptLimits
+from tidings.responder.router import Router, RouterConfig, Tool
 from tidings.responder.settings import ResponderSettings
+from tidings.responder.tools import OrderStatusTool
 
 log = get_logger(__name__)
 
@@ -35,11 +41,13 @@ class ResponderService:
 
     def __init__(self, settings: ResponderSettings, *, backend: LLMBackend | None = None) -> None:
         self.settings = settings
-        self._faq = load_faq(settings.faq_path)
-        self._backend = backend or create_backend(settings.llm)
-        self.fallback_text = settings.fallback_text or self._faq.fallback
+        self.faq = FaqStore(settings.faq_path)
+        self._backend = backend or create_backend(settings.llm, settings.backends)
+        self.fallback_text = settings.fallback_text or self.faq.matcher.fallback
+        self.cancels = CancelRegistry()
         self._stack = AsyncExitStack()
         self._consumer: ResponderConsumer | None = None
+        self._handler: MessageHandler | None = None
         self._http: HttpServer | None = None
         self._failure: asyncio.Future[None] | None = None
 
@@ -72,24 +80,26 @@ class ResponderService:
                     name="responder",
                     # Revoked partitions may finish their answers before the group moves on.
                     rebalance_timeout_ms=int((settings.revoke_grace_s + 20) * 1000),
+                    session_timeout_ms=settings.session_timeout_ms,
+                    fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                    heartbeat_interval_ms=max(300, settings.session_timeout_ms // 4),
                 )
             )
             router = Router(
-                self._faq,
+                self.faq,
                 self._backend,
-                RouterConfig(
-                    fallback_text=self.fallback_text,
-                    flush_ms=settings.flush_ms,
-                    flush_chars=settings.flush_chars,
-                    llm_timeout_s=settings.llm.llm_timeout,
-                ),
+                self._router_config(),
+                tools=await self._tools(),
+                context=await self._context_source(),
             )
-            handler = MessageHandler(
+            self._handler = handler = MessageHandler(
                 router,
                 producer,
                 kafka,
                 group_id=settings.group_id,
                 max_attempts=settings.max_attempts,
+                max_concurrency=settings.max_concurrency,
+                cancels=self.cancels,
             )
             self._consumer = ResponderConsumer(
                 consumer,
@@ -99,6 +109,7 @@ class ResponderService:
                 max_backlog=settings.max_backlog,
                 revoke_grace_s=settings.revoke_grace_s,
                 on_crash=self._crashed,
+                cancels=self.cancels,
             )
             self._consumer.start()
             self._http = HttpServer(
@@ -114,9 +125,51 @@ class ResponderService:
             group=settings.group_id,
             llm_backend=self._backend.name,
             model=self._backend.model,
-            faq_intents=len(self._faq.intents),
+            faq_intents=len(self.faq.matcher.intents),
+            max_concurrency=settings.max_concurrency,
+            orders_tool=settings.orders_api_url is not None,
+            memory=settings.memory.url or "off",
         )
         return self
+
+    def _router_config(self) -> RouterConfig:
+        settings = self.settings
+        llm = settings.llm
+        backends = len(getattr(self._backend, "backends", (self._backend,)))
+        return RouterConfig(
+            fallback_text=settings.fallback_text,
+            flush_ms=settings.flush_ms,
+            flush_chars=settings.flush_chars,
+            flush_first=settings.flush_first,
+            # Each backend has LLM_TIMEOUT; this only backstops the whole chain.
+            llm_timeout_s=llm.llm_timeout * backends + 5,
+            system_prompt=llm.llm_system_prompt,
+            limits=PromptLimits(
+                budget_tokens=max(64, settings.backends.llm_context_tokens - llm.llm_max_tokens),
+                max_turns=settings.context_turns,
+                max_chunks=settings.context_chunks,
+            ),
+        )
+
+    async def _tools(self) -> list[Tool]:
+        url = self.settings.orders_api_url
+        if url is None:
+            return []
+        tool = OrderStatusTool(url, timeout_s=self.settings.orders_timeout_s)
+        self._stack.push_async_callback(tool.aclose)
+        return [tool]
+
+    async def _context_source(self) -> ContextSource | None:
+        memory = self.settings.memory
+        if not memory.url:
+            return None
+        source = ContextSource(MemoryClient(memory), retry_s=self.settings.memory_retry_s)
+        self._stack.push_async_callback(source.aclose)
+        return source
+
+    def reload_faq(self) -> bool:
+        """Reload RESPONDER_FAQ_PATH (SIGHUP); the old FAQ stays when the file is invalid."""
+        return self.faq.reload()
 
     async def __aexit__(
         self,
@@ -130,8 +183,10 @@ class ResponderService:
         # Order matters: finish answers while the producer is still open, commit, then
         # leave the group (consumer stop), close the producer, and last the ops server.
         try:
+            if self._handler is not None:
+                self._handler.drain()
             if self._consumer is not None:
-                await self._consumer.shutdown(self.settings.shutdown_grace_s)
+                await self._consumer.shutdown(self.settings.grace_s)
         finally:
             try:
                 await self._stack.aclose()
@@ -171,6 +226,17 @@ class ResponderService:
 
 
 async def serve(settings: ResponderSettings, stop: asyncio.Event) -> None:
-    """Run the responder until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    """Run the responder until `stop` is set (the CLI sets it on SIGTERM/SIGINT).
+
+    SIGHUP reloads the FAQ file.
+    """
+    loop = asyncio.get_running_loop()
     async with ResponderService(settings) as service:
-        await service.run_until(stop)
+        hup = getattr(signal, "SIGHUP", None)
+        if hup is not None:
+            loop.add_signal_handler(hup, service.reload_faq)
+        try:
+            await service.run_until(stop)
+        finally:
+            if hup is not None:
+                loop.remove_signal_handler(hup)

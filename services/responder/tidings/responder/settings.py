@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tidings.common.memory_api import MemoryApiSettings
 from tidings.common.settings import KafkaSettings, LLMSettings, LogSettings
+from tidings.responder.llm.settings import BackendSettings
 
 
 class ResponderSettings(BaseSettings):
     """How the responder consumes `user_messages` and streams answers to `model_responses`."""
 
-    model_config = SettingsConfigDict(env_prefix="RESPONDER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="RESPONDER_", extra="ignore", populate_by_name=True
+    )
 
     host: str = Field(default="0.0.0.0", title="Ops server host")
     port: int = Field(
@@ -50,13 +54,27 @@ class ResponderSettings(BaseSettings):
         title="Delta size limit (characters)",
         description="A delta is published as soon as this much text is waiting.",
     )
-    max_in_flight: int = Field(
-        default=1,
+    flush_first: bool = Field(
+        default=True,
+        title="Send the first text at once",
+        description="The first delta of an answer is not held back for coalescing (TTFT).",
+    )
+    max_concurrency: int = Field(
+        default=8,
+        ge=1,
+        title="Concurrent answers",
+        description=(
+            "Answers generated at the same time by this process, over all its partitions. "
+            "Messages of one session are always answered one after the other."
+        ),
+    )
+    max_in_flight: int | None = Field(
+        default=None,
         ge=1,
         title="Concurrent answers per partition",
         description=(
-            "1 answers each partition strictly in order. Higher values answer different "
-            "sessions of one partition concurrently; one session stays in order."
+            "Cap per partition (1 answers each partition strictly in offset order); unset: "
+            "only RESPONDER_MAX_CONCURRENCY limits."
         ),
     )
     max_backlog: int = Field(
@@ -65,11 +83,36 @@ class ResponderSettings(BaseSettings):
         title="Backlog per partition before pausing",
         description="Fetching from a partition pauses while this many messages wait or run.",
     )
-    shutdown_grace_s: float = Field(
+    grace_s: float = Field(
         default=20.0,
         ge=0,
+        validation_alias=AliasChoices("RESPONDER_GRACE_S", "RESPONDER_SHUTDOWN_GRACE_S"),
         title="Shutdown grace period (s)",
-        description="How long in-flight answers may finish on SIGTERM before being abandoned.",
+        description=(
+            "RESPONDER_GRACE_S: on SIGTERM, how long in-flight answers may finish before they "
+            "are abandoned (uncommitted, so redelivered)."
+        ),
+    )
+    fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=5000,
+        title="Fetch long-poll wait (ms)",
+        description=(
+            "How long the broker may hold a fetch for new messages. Tansu answers a long poll "
+            "only when it expires (measured: ~200 ms median delivery at Kafka's default 500), "
+            "so a short wait is what keeps time to first token low; real Kafka answers as "
+            "soon as data arrives and can use a longer wait."
+        ),
+    )
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        title="Consumer session timeout (ms)",
+        description=(
+            "How soon the group notices a responder that died without leaving (kill -9) and "
+            "gives its partitions to the others."
+        ),
     )
     revoke_grace_s: float = Field(
         default=10.0,
@@ -83,9 +126,51 @@ class ResponderSettings(BaseSettings):
         title="Attempts per message",
         description="Tries when publishing an answer fails with a retriable broker error.",
     )
+    orders_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ORDERS_API_URL", "orders_api_url"),
+        title="Orders API URL",
+        description=(
+            "ORDERS_API_URL: base URL of the order-status API (GET /api/orders/{id}/status); "
+            "unset disables the order-status tool."
+        ),
+    )
+    orders_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        validation_alias=AliasChoices("ORDERS_API_TIMEOUT_S", "orders_timeout_s"),
+        title="Orders API timeout (s)",
+    )
+    context_turns: int = Field(
+        default=8,
+        ge=0,
+        title="Recent turns in the prompt",
+        description="At most this many recent turns of the session go into an LLM prompt.",
+    )
+    context_chunks: int = Field(
+        default=4,
+        ge=0,
+        title="Knowledge chunks in the prompt",
+        description="At most this many knowledge-base chunks go into an LLM prompt.",
+    )
+    memory_retry_s: float = Field(
+        default=5.0,
+        gt=0,
+        title="Memory retry pause (s)",
+        description="While the memory service is down it is asked again only this often.",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, title="Kafka")
     llm: LLMSettings = Field(default_factory=LLMSettings, title="LLM")
+    backends: BackendSettings = Field(
+        default_factory=BackendSettings, title="LLM backends (fallback, breaker, VCF, echo, ...)"
+    )
+    memory: MemoryApiSettings = Field(default_factory=MemoryApiSettings, title="Memory API")
     log: LogSettings = Field(default_factory=LogSettings, title="Logging")
+
+    @field_validator("orders_api_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _faq_file_exists(self) -> ResponderSettings:

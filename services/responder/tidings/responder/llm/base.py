@@ -23,12 +23,26 @@ class LLMError(Exception):
         self.detail = detail
 
 
+ChatMessage = dict[str, str]
+"""One chat message: `{"role": "system" | "user" | "assistant", "content": ...}`."""
+
+
 @dataclass(frozen=True)
 class LLMRequest:
-    """What to answer: the user's text and, when known, context passages for the prompt."""
+    """What to answer: the chat messages of the prompt, the user's own text last.
+
+    The router builds `messages` (system prompt, knowledge, recent turns, the question)
+    within the context budget; `text` is the question alone, for backends that need it.
+    """
 
     text: str
-    context: Sequence[str] = field(default_factory=tuple)
+    messages: tuple[ChatMessage, ...] = ()
+
+    def chat(self, system_prompt: str = "") -> list[ChatMessage]:
+        """`messages`, or a minimal prompt (system prompt + question) when none were built."""
+        if self.messages:
+            return [dict(m) for m in self.messages]
+        return build_messages(system_prompt, self)
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,7 @@ class Finished:
     model: str | None
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
+    backend: str | None = None
 
 
 LLMEvent = TextChunk | Finished
@@ -76,11 +91,13 @@ class LLMBackend(Protocol):
         ...
 
 
-def build_messages(system_prompt: str, request: LLMRequest) -> list[dict[str, str]]:
-    """Chat messages for `request`: the system prompt, any context, then the user's text."""
+def build_messages(
+    system_prompt: str, request: LLMRequest, context: Sequence[str] = ()
+) -> list[ChatMessage]:
+    """Chat messages: the system prompt, any context passages, then the user's text."""
     messages = [{"role": "system", "content": system_prompt}]
-    if request.context:
-        passages = "\n".join(f"- {passage}" for passage in request.context)
+    if context:
+        passages = "\n".join(f"- {passage}" for passage in context)
         messages.append(
             {
                 "role": "system",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import openai
@@ -21,20 +21,30 @@ from tidings.responder.llm.base import (
     LLMEvent,
     LLMRequest,
     TextChunk,
-    build_messages,
 )
 
 
 class OpenAICompatBackend:
     """Streams chat completions with the `openai` SDK."""
 
-    name = "openai"
-
-    def __init__(self, settings: LLMSettings, client: AsyncOpenAI | None = None) -> None:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        client: AsyncOpenAI | None = None,
+        *,
+        name: str = "openai",
+        base_url: str | None = None,
+        model: str | None = None,
+        token: Callable[[], str] | None = None,
+    ) -> None:
+        self.name = name
         self._settings = settings
+        self._model = model or settings.openai_model
+        # `token` is called per request (a rotating service-account token); else the key.
+        self._token = token
         self._client = client or AsyncOpenAI(
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=base_url or settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value() if token is None else "per-request",
             timeout=settings.llm_timeout,
             # One quick retry of a refused connection; the responder's own deadline
             # (LLM_TIMEOUT) still bounds the whole generation.
@@ -43,21 +53,25 @@ class OpenAICompatBackend:
 
     @property
     def model(self) -> str:
-        return self._settings.openai_model
+        return self._model
 
     async def stream(self, request: LLMRequest) -> AsyncGenerator[LLMEvent, None]:
         """Stream the answer; translate SDK and protocol errors into `LLMError`."""
         settings = self._settings
         try:
+            headers = {} if self._token is None else {"Authorization": f"Bearer {self.bearer()}"}
             stream = await self._client.chat.completions.create(
-                model=settings.openai_model,
-                messages=_chat_messages(build_messages(settings.llm_system_prompt, request)),
+                model=self._model,
+                messages=_chat_messages(request.chat(settings.llm_system_prompt)),
+                extra_headers=headers,
                 max_tokens=settings.llm_max_tokens,
                 temperature=settings.llm_temperature,
                 stream=True,
                 # Token counts in a last chunk (vLLM, OpenAI); servers without it ignore it.
                 stream_options={"include_usage": True},
             )
+        except OSError as exc:
+            raise LLMError(LLM_UNAVAILABLE, f"cannot read the API token: {exc}") from exc
         except openai.OpenAIError as exc:
             raise _llm_error(exc) from exc
         model: str | None = None
@@ -79,9 +93,13 @@ class OpenAICompatBackend:
             raise _llm_error(exc) from exc
         finally:
             await stream.close()
-        yield Finished(
-            model=model or settings.openai_model, usage=usage, finish_reason=finish_reason
-        )
+        yield Finished(model=model or self._model, usage=usage, finish_reason=finish_reason)
+
+    def bearer(self) -> str:
+        """The bearer token sent now (a per-request token, read fresh, or the API key)."""
+        if self._token is not None:
+            return self._token()
+        return self._settings.openai_api_key.get_secret_value()
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -1,0 +1,346 @@
+"""Responder benchmarks: time to first token through the stack, and answers per second.
+
+(a) The same prompts to the same llama.cpp server, side by side in one run: called directly
+    with the OpenAI client, and through the whole stack (POST /chat with
+    `Accept: text/event-stream` on an in-process gateway -> Kafka -> responder -> Kafka ->
+    gateway -> SSE first `token`). The difference is what Tidings adds.
+(b) The `echo` backend at zero delay: answers per second of one responder process
+    (`python -m tidings.cli.main responder`), messages queued up front.
+(c) The `echo` backend with 1 s generations and RESPONDER_MAX_CONCURRENCY=32.
+Plus the FAQ's precision and recall on the labelled phrasings of the unit tests.
+
+Run: `.venv/bin/python tests/bench/run.py bench_responder`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import yaml
+from httpx_sse import aconnect_sse
+from openai import AsyncOpenAI
+
+from tidings.cli.infra import (
+    LLAMA_MODEL_ALIAS,
+    free_port,
+    llama_server_command,
+    tansu_command,
+    wait_for_http,
+    wait_for_port,
+)
+from tidings.common.events import ResponseDone, ResponseError, UserMessage, parse_response_event
+from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
+from tidings.common.logging import configure_logging
+from tidings.common.memory_api import MemoryApiSettings
+from tidings.common.settings import KafkaSettings, LLMSettings, LogSettings
+from tidings.gateway.service import GatewayService
+from tidings.gateway.settings import GatewaySettings
+from tidings.responder.faq import load_faq
+from tidings.responder.faq.quality import Case, evaluate
+from tidings.responder.service import ResponderService
+from tidings.responder.settings import ResponderSettings
+
+TITLE = "Responder: time to first token, answers per second, FAQ quality"
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPTS = [
+    "Write one sentence about dragons.",
+    "Name a famous novel about the sea.",
+    "Why do people enjoy poetry?",
+    "Describe a library in one sentence.",
+    "What makes a good mystery story?",
+    "Give me a title for a book about cats.",
+    "Tell me a fun fact about paper.",
+    "Suggest a name for a bookstore cafe.",
+    "What is a haiku?",
+    "Describe autumn in five words.",
+    "Who might enjoy science fiction?",
+    "Write a short greeting for a reader.",
+]
+ROUNDS = 3  # each prompt, both ways, this many times
+
+
+@contextlib.contextmanager
+def process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def direct_ttft(client: AsyncOpenAI, llm: LLMSettings, prompt: str) -> float:
+    started = time.perf_counter()
+    stream = await client.chat.completions.create(
+        model=llm.openai_model,
+        messages=[
+            {"role": "system", "content": llm.llm_system_prompt},
+            {"role": "user", "content": prompt},
+        ],
+        max_tokens=llm.llm_max_tokens,
+        temperature=llm.llm_temperature,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    first: float | None = None
+    async for chunk in stream:
+        if first is None and any(c.delta.content for c in chunk.choices):
+            first = time.perf_counter() - started
+    assert first is not None, "the model produced no text"
+    return first
+
+
+async def stack_ttft(
+    http: httpx.AsyncClient, prompt: str, parts: dict[str, list[float]] | None = None
+) -> float:
+    """Time to the first SSE `token`; `parts` collects the responder's own timings (ms)."""
+    started = time.perf_counter()
+    first: float | None = None
+    async with aconnect_sse(
+        http, "POST", "/chat", json={"message": prompt}, headers={"accept": "text/event-stream"}
+    ) as source:
+        async for sse in source.aiter_sse():
+            if sse.event == "token" and first is None:
+                first = time.perf_counter() - started
+            if sse.event in ("done", "error"):
+                data = json.loads(sse.data)
+                assert sse.event == "done" and data["source"] == "llm", data
+                if parts is not None:
+                    for name in ("queue_ms", "first_token_ms"):
+                        parts.setdefault(name, []).append(float(data["timings"][name]))
+                break
+    assert first is not None, "no token event"
+    return first
+
+
+async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings) -> str:
+    responder = ResponderSettings(
+        host="127.0.0.1",
+        port=0,
+        group_id=f"{kafka.topic_prefix}responder",
+        kafka=kafka,
+        llm=llm,
+        memory=MemoryApiSettings(url=""),
+    )
+    gateway = GatewaySettings(
+        host="127.0.0.1", port=0, kafka=kafka, memory=MemoryApiSettings(url="")
+    )
+    direct: list[float] = []
+    stack: list[float] = []
+    parts: dict[str, list[float]] = {}
+    async with (
+        ResponderService(responder) as service,
+        GatewayService(gateway) as gw,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=120) as http,
+        AsyncOpenAI(base_url=llm.openai_base_url, api_key="not-needed") as client,
+    ):
+        for _ in range(600):
+            if service.assigned_partitions:
+                break
+            await asyncio.sleep(0.1)
+        await stack_ttft(http, "Warm up: say hi.")  # first request pays connection set-up
+        await direct_ttft(client, llm, "Warm up: say hi.")
+        for round_ in range(ROUNDS):
+            for index, prompt in enumerate(PROMPTS):
+                # Alternate which goes first, so neither always gets a warmer cache.
+                if (index + round_) % 2:
+                    direct.append(await direct_ttft(client, llm, prompt))
+                    stack.append(await stack_ttft(http, prompt, parts))
+                else:
+                    stack.append(await stack_ttft(http, prompt, parts))
+                    direct.append(await direct_ttft(client, llm, prompt))
+    diffs = [s - d for s, d in zip(stack, direct, strict=True)]
+    p50_diff = (statistics.median(stack) - statistics.median(direct)) * 1000
+    rows = [
+        "| path | requests | p50 TTFT (ms) | p95 TTFT (ms) |",
+        "|---|---|---|---|",
+        f"| llama.cpp server directly | {len(direct)} | {statistics.median(direct) * 1000:.1f} | "
+        f"{pct(direct, 0.95) * 1000:.1f} |",
+        f"| whole stack (POST /chat SSE) | {len(stack)} | {statistics.median(stack) * 1000:.1f} | "
+        f"{pct(stack, 0.95) * 1000:.1f} |",
+    ]
+    verdict = "met" if p50_diff <= 15 else "NOT met"
+    return (
+        "### (a) Time to first token: whole stack vs the model server directly\n\n"
+        + "\n".join(rows)
+        + f"\n\np50 difference: **{p50_diff:.1f} ms** (target <= 15 ms: {verdict}); median of the "
+        f"per-prompt differences {statistics.median(diffs) * 1000:.1f} ms, p95 "
+        f"{pct(diffs, 0.95) * 1000:.1f} ms. Same {len(PROMPTS)} prompts x {ROUNDS} rounds, "
+        "SmolLM2-135M on llama.cpp (2 threads), system prompt + question, alternating order.\n\n"
+        "Where the stack's time goes (p50, from the responder's `response.done` timings): "
+        f"gateway -> Kafka -> responder {statistics.median(parts['queue_ms']):.1f} ms; "
+        f"responder -> model first token {statistics.median(parts['first_token_ms']):.1f} ms; "
+        "the rest of the stack figure is responder -> Kafka -> gateway -> SSE. Both consumers "
+        "long-poll for 20 ms (RESPONDER_FETCH_MAX_WAIT_MS, GATEWAY_FETCH_MAX_WAIT_MS) because "
+        "Tansu answers a fetch only when its wait expires; at Kafka's default 500 ms each hop "
+        "waits ~200 ms on Tansu.\n"
+    )
+
+
+async def throughput(
+    kafka: KafkaSettings, count: int, env: dict[str, str], log: Path
+) -> dict[str, float]:
+    """Queue `count` messages (one session each), run one responder process, time the answers."""
+    await ensure_topics(kafka)
+    async with kafka_producer(kafka, name="bench") as producer:
+        futures = []
+        for i in range(count):
+            message = UserMessage(
+                message_id=uuid.uuid4().hex, session_id=f"load-{i}", text=f"Load test question {i}"
+            )
+            futures.append(
+                await producer.send(
+                    kafka.user_messages_topic, message.to_bytes(), key=message.session_id.encode()
+                )
+            )
+        await asyncio.gather(*futures)
+    full_env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "KAFKA_TOPIC_PARTITIONS": str(kafka.topic_partitions),
+        "RESPONDER_GROUP_ID": f"{kafka.topic_prefix}responder",
+        "RESPONDER_HOST": "127.0.0.1",
+        "RESPONDER_PORT": "0",
+        "LLM_BACKEND": "echo",
+        "MEMORY_URL": "",
+        "LOG_FORMAT": "json",
+        **env,
+    }
+    first_start: float | None = None
+    ends: list[float] = []
+    errors = 0
+    async with kafka_consumer(
+        kafka, kafka.model_responses_topic, group_id=None, name="bench-reader"
+    ) as reader:
+        with process([sys.executable, "-m", "tidings.cli.main", "responder"], log, full_env):
+            deadline = time.monotonic() + 150
+            while len(ends) < count and time.monotonic() < deadline:
+                batches = await reader.getmany(timeout_ms=200, max_records=5000)
+                now = time.monotonic()
+                for records in batches.values():
+                    for record in records:
+                        event = parse_response_event(record.value or b"")
+                        if first_start is None:
+                            first_start = now
+                        if isinstance(event, ResponseDone | ResponseError):
+                            ends.append(now)
+                            errors += isinstance(event, ResponseError)
+    assert first_start is not None and ends, f"no answers; see {log}"
+    span = max(ends) - first_start
+    return {"answers": len(ends), "errors": errors, "seconds": span, "per_s": len(ends) / span}
+
+
+def faq_quality() -> str:
+    cases_path = ROOT / "tests" / "unit" / "responder" / "faq_labelled.yaml"
+    cases = [Case(c["text"], c["intent"]) for c in yaml.safe_load(cases_path.read_text())]
+    scores = evaluate(load_faq(), cases)
+    misses = "; ".join(f"{t!r}: expected {e}, got {g}" for t, e, g in scores.mistakes)
+    return (
+        "### FAQ on the labelled phrasings\n\n"
+        f"{scores.cases} phrasings (`tests/unit/responder/faq_labelled.yaml`): precision "
+        f"**{scores.precision:.3f}** (target >= 0.95), recall **{scores.recall:.3f}**. "
+        f"Mistakes: {misses or 'none'}.\n"
+    )
+
+
+@contextlib.asynccontextmanager
+async def infrastructure(work: Path) -> AsyncIterator[tuple[str, str]]:
+    broker_port, llm_port = free_port(), free_port()
+    with (
+        process(tansu_command(broker_port), work / "tansu.log"),
+        process(llama_server_command(llm_port, threads=2), work / "llama.log"),
+    ):
+        wait_for_port(broker_port, timeout_s=30)
+        base = f"http://127.0.0.1:{llm_port}/v1"
+        wait_for_http(f"{base}/models", timeout_s=120)
+        yield f"127.0.0.1:{broker_port}", base
+
+
+def kafka_for(bootstrap: str, partitions: int) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=f"b{uuid.uuid4().hex[:8]}-",
+        topic_partitions=partitions,
+    )
+
+
+async def run(work: Path) -> str:
+    async with infrastructure(work) as (bootstrap, llm_base):
+        llm = LLMSettings(
+            llm_backend="openai",
+            openai_base_url=llm_base,
+            openai_model=LLAMA_MODEL_ALIAS,
+            llm_max_tokens=8,
+            llm_timeout=60,
+        )
+        ttft = await bench_ttft(kafka_for(bootstrap, 3), llm)
+        fast = await throughput(
+            kafka_for(bootstrap, 6),
+            3000,
+            {"ECHO_TOKENS": "12", "RESPONDER_MAX_CONCURRENCY": "8", "LOG_LEVEL": "INFO"},
+            work / "responder-fast.log",
+        )
+        slow = await throughput(
+            kafka_for(bootstrap, 6),
+            480,
+            {
+                "ECHO_TOKENS": "20",
+                "ECHO_TOKENS_PER_S": "19",  # 19 gaps of 1/19 s: a 1 s generation
+                "RESPONDER_MAX_CONCURRENCY": "32",
+                "LOG_LEVEL": "INFO",
+            },
+            work / "responder-slow.log",
+        )
+    rows = [
+        "| load | answers | errors | seconds | answers/s | target |",
+        "|---|---|---|---|---|---|",
+        f"| (b) echo, no delay, 12 tokens, concurrency 8 | {fast['answers']:.0f} | "
+        f"{fast['errors']:.0f} | {fast['seconds']:.2f} | **{fast['per_s']:.0f}** | >= 400: "
+        f"{'met' if fast['per_s'] >= 400 else 'NOT met'} |",
+        f"| (c) echo, 1 s generations, concurrency 32 | {slow['answers']:.0f} | "
+        f"{slow['errors']:.0f} | {slow['seconds']:.2f} | **{slow['per_s']:.1f}** | >= 28: "
+        f"{'met' if slow['per_s'] >= 28 else 'NOT met'} |",
+    ]
+    return (
+        ttft
+        + "\n### Answers per second of one responder process (echo backend)\n\n"
+        + "\n".join(rows)
+        + "\n\nMessages queued up front (one session each, 6 partitions), then one "
+        "`tidings responder` process started; timed from its first published event to its "
+        "last terminal event, as read back from `model_responses`. JSON logs at INFO.\n\n"
+        + faq_quality()
+    )
+
+
+def main() -> str:
+    configure_logging("bench", LogSettings(level="WARNING", format="console"))
+    with tempfile.TemporaryDirectory(prefix="bench-responder-") as tmp:
+        return asyncio.run(run(Path(tmp)))
+
+
+if __name__ == "__main__":
+    print(main())

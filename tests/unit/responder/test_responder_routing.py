@@ -1,0 +1,180 @@
+"""Routing order (tools -> FAQ -> LLM with context -> fallback) and cancelling an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tidings.common.events import (
+    ResponseDelta,
+    ResponseDone,
+    ResponseError,
+    ResponseStart,
+    UserMessage,
+)
+from tidings.common.memory_api import Context, KnowledgeChunk, MemoryApiSettings, MemoryClient
+from tidings.common.settings import LLMSettings
+from tidings.responder.faq import load_faq
+from tidings.responder.llm import BackendChain, LLMRequest
+from tidings.responder.llm.echo import EchoBackend
+from tidings.responder.memory import ContextSource
+from tidings.responder.prompt import PromptLimits
+from tidings.responder.router import Router, RouterConfig
+from tidings.responder.tools import OrderStatusTool
+
+FALLBACK = "Ask a human."
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.first_delta = asyncio.Event()
+
+    async def __call__(self, event: object) -> None:
+        self.events.append(event)
+        if isinstance(event, ResponseDelta):
+            self.first_delta.set()
+
+
+class Recording(EchoBackend):
+    def __init__(self, **kwargs: float) -> None:
+        super().__init__(LLMSettings(), **kwargs)  # type: ignore[arg-type]
+        self.requests: list[LLMRequest] = []
+
+    async def stream(self, request: LLMRequest):  # type: ignore[no-untyped-def]
+        self.requests.append(request)
+        async for event in super().stream(request):
+            yield event
+
+
+def make_router(
+    backend: Recording,
+    *,
+    orders: httpx.MockTransport | None = None,
+    memory: httpx.MockTransport | None = None,
+) -> Router:
+    tools = [] if orders is None else [OrderStatusTool("http://orders.test", transport=orders)]
+    context = None
+    if memory is not None:
+        context = ContextSource(
+            MemoryClient(MemoryApiSettings(url="http://memory.test"), transport=memory)
+        )
+    return Router(
+        load_faq(),
+        BackendChain([backend], timeout_s=5),
+        RouterConfig(
+            fallback_text=FALLBACK,
+            flush_ms=5,
+            flush_chars=16,
+            system_prompt="SYS",
+            limits=PromptLimits(2000),
+        ),
+        tools=tools,
+        context=context,
+    )
+
+
+def msg(text: str, message_id: str = "m1") -> UserMessage:
+    return UserMessage(message_id=message_id, session_id="s1", text=text)
+
+
+ORDERS = httpx.MockTransport(lambda r: httpx.Response(200, json={"status": "shipped"}))
+
+
+async def test_an_order_number_is_answered_by_the_tool_before_the_faq() -> None:
+    backend = Recording()
+    sink = Sink()
+    done = await make_router(backend, orders=ORDERS).answer(msg("Where is my order #123456?"), sink)
+    assert isinstance(done, ResponseDone)
+    assert (done.source, done.text) == ("tool", "Order #123456 is shipped.")
+    start = sink.events[0]
+    assert isinstance(start, ResponseStart) and start.source == "tool"
+    assert backend.requests == []
+
+
+async def test_without_a_number_the_faq_asks_for_it_and_without_orders_api_numbers_go_on() -> None:
+    backend = Recording()
+    done = await make_router(backend, orders=ORDERS).answer(msg("where is my order?"), Sink())
+    assert isinstance(done, ResponseDone) and done.source == "faq"
+    assert "order number" in done.text
+    # Tool disabled (ORDERS_API_URL unset): the FAQ answers the same message.
+    done = await make_router(backend).answer(msg("Where is my order #123456?"), Sink())
+    assert isinstance(done, ResponseDone) and done.source == "faq"
+
+
+async def test_the_llm_gets_context_and_the_answer_lists_its_sources() -> None:
+    context = Context(
+        session_id="s1",
+        knowledge=[
+            KnowledgeChunk(
+                chunk_id="a",
+                text="Gift cards never expire.",
+                title="Gift cards",
+                url="https://kb/gift",
+                source="kb",
+                score=0.8,
+            ),
+            KnowledgeChunk(
+                chunk_id="b",
+                text="They work online.",
+                title="Gift cards",
+                url="https://kb/gift",
+                source="kb",
+                score=0.6,
+            ),
+        ],
+    )
+    memory = httpx.MockTransport(lambda r: httpx.Response(200, content=context.model_dump_json()))
+    backend = Recording()
+    done = await make_router(backend, memory=memory).answer(msg("Do gift cards expire?"), Sink())
+    assert isinstance(done, ResponseDone) and done.source == "llm"
+    messages = backend.requests[0].messages
+    assert messages[0] == {"role": "system", "content": "SYS"}
+    assert "Gift cards never expire." in messages[1]["content"]
+    assert messages[-1] == {"role": "user", "content": "Do gift cards expire?"}
+    assert [(s.title, s.url, s.score) for s in done.sources] == [
+        ("Gift cards", "https://kb/gift", 0.8)
+    ]
+
+
+async def test_a_cancel_stops_the_generation_within_a_second() -> None:
+    backend = Recording(first_token_s=0.0, tokens_per_s=5.0)  # ~2.4 s for 12 tokens
+    sink = Sink()
+    cancel = asyncio.Event()
+    router = make_router(backend)
+    task = asyncio.create_task(router.answer(msg("Tell me a long story"), sink, cancel=cancel))
+    await asyncio.wait_for(sink.first_delta.wait(), 5)
+    asked = time.monotonic()
+    cancel.set()
+    terminal = await asyncio.wait_for(task, 1.0)
+    assert time.monotonic() - asked < 1.0
+    assert isinstance(terminal, ResponseError)
+    assert (terminal.reason, terminal.code) == ("cancelled", "cancelled")
+    assert sum(isinstance(e, ResponseDone | ResponseError) for e in sink.events) == 1
+    assert sink.events[-1] is terminal
+
+
+async def test_a_message_cancelled_before_it_started_ends_at_once() -> None:
+    cancel = asyncio.Event()
+    cancel.set()
+    sink = Sink()
+    backend = Recording()
+    terminal = await make_router(backend).answer(msg("Tell me a story"), sink, cancel=cancel)
+    assert isinstance(terminal, ResponseError) and terminal.reason == "cancelled"
+    start = sink.events[0]
+    assert isinstance(start, ResponseStart) and start.attempt == terminal.attempt
+    assert sink.events == [start, terminal]
+    assert backend.requests == []
+
+
+async def test_a_cancel_after_the_answer_finished_changes_nothing() -> None:
+    cancel = asyncio.Event()
+    sink = Sink()
+    done = await make_router(Recording()).answer(
+        msg("What is your return policy?"), sink, cancel=cancel
+    )
+    cancel.set()
+    assert isinstance(done, ResponseDone)
+    assert not any(isinstance(e, ResponseError) for e in sink.events)
