@@ -9,6 +9,7 @@ PIP := $(BIN)/python -m pip
 # Re-install when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py Makefile | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
+DURATION ?= 10m
 # llama.cpp is built from source once per machine into a wheel cache. It is built for a
 # portable x86-64 baseline (AVX2) instead of -march=native: native builds enable AMX kernels
 # that crash (SIGSEGV in ggml_backend_amx_mul_mat) on VMs that report AMX but do not run it.
@@ -20,10 +21,10 @@ LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-porta
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install run test test-unit bench k8s-check lint format clean
+.PHONY: help install run test test-unit bench chaos soak k8s-check lint format clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 install: $(STAMP) ## Create .venv and install Tidings with every extra (first run builds llama.cpp, ~6 min)
@@ -65,6 +66,12 @@ test-unit: install ## Run the unit tests only (nothing needs to be running)
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md (several minutes)
 	$(BIN)/python tests/bench/run.py
+
+chaos: install ## Chaos drills on a local topology of real processes (docs/reliability.md)
+	$(BIN)/python tests/chaos/run.py
+
+soak: install ## Sustained load with random faults: make soak DURATION=10m
+	$(BIN)/python tests/chaos/run.py --soak $(DURATION)
 
 k8s-check: install ## Render and validate k8s/ and compose.yaml offline
 	$(BIN)/python -m pytest tests/unit/deploy $(PYTEST_ARGS)
