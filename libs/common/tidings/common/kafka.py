@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from tidings.common.events import Event
@@ -254,3 +254,13 @@ async def describe_partitions(settings: KafkaSettings, topics: Iterable[str]) ->
         }
     finally:
         await consumer.stop()
+
+
+def is_transient(exc: KafkaError) -> bool:
+    """True for broker errors worth retrying (with a bound).
+
+    aiokafka's own `retriable` flag, plus timeouts and UNKNOWN_SERVER_ERROR: a broker that
+    was just restarted (Tansu in particular) answers produce requests with it until its
+    metadata settles, and a worker that gave up on it would exit for nothing.
+    """
+    return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError | UnknownError)

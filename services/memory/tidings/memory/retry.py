@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from tidings.common.kafka import is_transient
 from tidings.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -20,7 +21,7 @@ _MAX_BACKOFF_S = 10.0
 def is_retriable(exc: BaseException) -> bool:
     """True for failures that may pass on their own: timeouts, lost connections, overload."""
     if isinstance(exc, KafkaError):
-        return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
+        return is_transient(exc)
     if isinstance(exc, ResponseHandlingException):
         return True  # the Qdrant server could not be reached or did not answer in time
     if isinstance(exc, UnexpectedResponse):

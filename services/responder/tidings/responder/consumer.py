@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
 from tidings.common.events import MESSAGE_CANCEL, CancelRequest, parse_inbound_event
+from tidings.common.kafka import is_transient
 from tidings.common.logging import get_logger
 from tidings.responder import metrics
 from tidings.responder.cancels import CancelRegistry
@@ -109,7 +110,7 @@ class ResponderConsumer:
                     timeout_ms=self._poll_timeout_ms, max_records=self._max_backlog
                 )
             except KafkaError as exc:
-                if not exc.retriable:
+                if not is_transient(exc):
                     raise
                 log.warning("fetch failed; retrying", error=repr(exc))
                 await asyncio.sleep(1.0)

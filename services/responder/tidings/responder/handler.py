@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from tidings.common.events import CancelRequest, UserMessage, parse_inbound_event
-from tidings.common.kafka import dead_letter
+from tidings.common.kafka import dead_letter, is_transient
 from tidings.common.logging import bind, get_logger
 from tidings.common.settings import KafkaSettings
 from tidings.common.tracing import child_traceparent, trace_id_of, traceparent_from_headers
@@ -177,7 +177,7 @@ class MessageHandler:
                     consumer_group=self._group_id,
                 )
             except KafkaError as exc:
-                if attempt == self._max_attempts or not exc.retriable:
+                if attempt == self._max_attempts or not is_transient(exc):
                     raise
                 await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
             else:

@@ -1,0 +1,102 @@
+"""The drill's counting, without processes: the client model and the pass conditions."""
+
+from __future__ import annotations
+
+from tests.chaos.faults import FaultRun
+from tests.chaos.report import percentile, summarise, tally
+from tests.chaos.users import Ledger, MessageLog, apply_event
+
+
+def _message(mid: str, posted: float) -> MessageLog:
+    return MessageLog(mid, "s1", posted, posted, "gateway-a")
+
+
+def _answer(message: MessageLog, text: str, at: float) -> None:
+    apply_event(message, "start", {"attempt": "a1"})
+    message.token_times.clear()
+    apply_event(message, "token", {"delta": text})
+    message.first_token_at = at
+    apply_event(message, "done", {"text": text})
+    message.ended_at = at
+
+
+def test_reset_drops_partial_text_and_a_clean_answer_is_not_shown_twice() -> None:
+    message = _message("m1", 0.0)
+    apply_event(message, "start", {"attempt": "a1"})
+    apply_event(message, "token", {"delta": "Hel"})
+    apply_event(message, "reset", {})
+    apply_event(message, "start", {"attempt": "a2"})
+    apply_event(message, "token", {"delta": "Hello"})
+    apply_event(message, "done", {"text": "Hello"})
+    assert (message.resets, message.mismatch, message.terminal) == (1, False, "done")
+    assert message.attempts == ["a1", "a2"]
+
+
+def test_duplicated_tokens_or_a_second_done_count_as_shown_twice() -> None:
+    duplicated = _message("m1", 0.0)
+    for delta in ("Hi ", "Hi "):
+        apply_event(duplicated, "token", {"delta": delta})
+    apply_event(duplicated, "done", {"text": "Hi "})
+    twice = _message("m2", 0.0)
+    apply_event(twice, "done", {"text": "x"})
+    apply_event(twice, "done", {"text": "x"})
+    ledger = Ledger([duplicated, twice])
+    run = FaultRun("f", started_at=-1, injected_at=5, restored_at=6, ended_at=10)
+    row = summarise(run, ledger, [run], memory_broker=True)
+    assert row.shown_twice == 2
+    assert not row.checks["no answer shown twice"]
+
+
+def test_unanswered_messages_are_lost_unless_a_memory_broker_restart_took_them() -> None:
+    answered = _message("ok", 0.0)
+    _answer(answered, "fine", 0.5)
+    caught = _message("caught", 4.5)  # open when the broker stopped at 5
+    fresh = _message("fresh", 8.0)
+    _answer(fresh, "fine", 8.4)
+    run = FaultRun(
+        "broker restart",
+        started_at=-1,
+        injected_at=5,
+        restored_at=7,
+        ended_at=10,
+        recover_from="restore",
+        broker_restart=True,
+    )
+    ledger = Ledger([answered, caught, fresh])
+    memory = summarise(run, ledger, [run], memory_broker=True)
+    assert (memory.lost, memory.broker_lost) == (0, 1)
+    assert memory.checks["no answer lost"]
+    durable = summarise(run, ledger, [run], memory_broker=False)
+    assert (durable.lost, durable.broker_lost) == (1, 0)
+    assert not durable.checks["no answer lost"]
+    assert tally([durable]) == (
+        sum(durable.checks.values()),
+        len(durable.checks) - sum(durable.checks.values()),
+    )
+
+
+def test_recovery_is_when_touched_answers_move_again() -> None:
+    stalled = _message("stalled", 9.0)  # open at the kill (10), next token at 19
+    apply_event(stalled, "token", {"delta": "a"})
+    stalled.token_times = [9.2, 19.0]
+    stalled.first_token_at = 9.2
+    apply_event(stalled, "done", {"text": "a"})
+    stalled.ended_at = 21.0
+    later = _message("later", 12.0)
+    _answer(later, "b", 13.0)
+    after_restart = _message("after", 22.0)
+    _answer(after_restart, "c", 22.5)
+    run = FaultRun("responder kill -9", started_at=0, injected_at=10, restored_at=20, ended_at=30)
+    ledger = Ledger([stalled, later, after_restart])
+    row = summarise(run, ledger, [run], memory_broker=True)
+    assert row.recovery_s == 9.0
+    assert row.checks["recovered within 15 s"]
+    # Nothing answered after the restart: the system never showed it recovered.
+    ledger.messages.remove(after_restart)
+    assert summarise(run, ledger, [run], memory_broker=True).recovery_s is None
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
