@@ -16,6 +16,7 @@ from tidings.common.events import (
     ResponseDelta,
     ResponseDone,
     ResponseStart,
+    SourceRef,
     Usage,
     UserMessage,
     parse_inbound_event,
@@ -64,6 +65,7 @@ async def fake_responder(
                     source="llm",
                     model="fake",
                     usage=Usage(prompt_tokens=5, completion_tokens=3),
+                    sources=[SourceRef(title="Shipping > Abroad", url="kb://shipping", score=0.8)],
                 ),
             ]
             for answer in events:
@@ -106,6 +108,10 @@ async def test_the_openai_sdk_lists_models_and_gets_a_completion(base_url: str) 
     assert completion.choices[0].message.content == "You asked: Do you ship abroad?"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None and completion.usage.total_tokens == 8
+    # The knowledge the answer used travels as an extension field the SDK keeps.
+    assert (completion.model_extra or {})["sources"] == [
+        {"title": "Shipping > Abroad", "url": "kb://shipping", "score": 0.8}
+    ]
 
 
 async def test_the_openai_sdk_streams_chunks_to_the_end(base_url: str) -> None:
@@ -122,6 +128,7 @@ async def test_the_openai_sdk_streams_chunks_to_the_end(base_url: str) -> None:
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
     assert text == "You asked: Is it raining?"
     assert chunks[-1].choices[0].finish_reason == "stop"
+    assert (chunks[-1].model_extra or {})["sources"][0]["title"] == "Shipping > Abroad"
     assert len(chunks) >= 4  # role, the three chunks, stop
 
 

@@ -343,19 +343,28 @@ def _completion(completion_id: str, model: str, data: dict[str, Any]) -> dict[st
             }
         ],
         "usage": _usage(data),
+        # Extension field: the knowledge documents the answer was grounded in. OpenAI
+        # clients ignore unknown fields; the SDK keeps them (`completion.model_extra`).
+        "sources": data.get("sources", []),
     }
 
 
 def _chunk(
-    completion_id: str, model: str, delta: dict[str, Any], finish: str | None = None
+    completion_id: str,
+    model: str,
+    delta: dict[str, Any],
+    finish: str | None = None,
+    sources: list[Any] | None = None,
 ) -> ServerSentEvent:
-    body = {
+    body: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
     }
+    if sources is not None:
+        body["sources"] = sources  # extension field on the final chunk, as in `_completion`
     return ServerSentEvent(json.dumps(body, separators=(",", ":")))
 
 
@@ -391,7 +400,9 @@ async def _chunks(
                     break
                 if final[len(sent) :]:
                     yield _chunk(completion_id, model, {"content": final[len(sent) :]})
-                yield _chunk(completion_id, model, {}, "stop")
+                yield _chunk(
+                    completion_id, model, {}, "stop", sources=message.data.get("sources", [])
+                )
                 break
             elif message.event == ERROR:
                 error = _answer_error(message.data)
