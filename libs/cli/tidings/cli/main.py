@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from typer.core import TyperCommand, TyperGroup
 
 from tidings.cli.lag import lag as lag_command
+from tidings.common.cli import fail, load_settings
 from tidings.common.logging import configure_logging
 from tidings.common.runtime import PortInUseError, run_service
 from tidings.common.settings import KafkaSettings, LogSettings
@@ -51,14 +51,14 @@ class _LazyGroup(TyperGroup):
 
 
 def _missing_extra(name: str, extra: str, exc: ImportError) -> TyperCommand:
-    def fail() -> None:
-        raise _fail(
+    def explain() -> None:
+        raise fail(
             f"`tidings {name}` needs the {extra} extra ({exc.name} is missing): "
             f"pip install 'tidings[{extra}]'",
             2,
         )
 
-    return TyperCommand(name, callback=fail, help=f"(needs the {extra} extra)")
+    return TyperCommand(name, callback=explain, help=f"(needs the {extra} extra)")
 
 
 app = typer.Typer(
@@ -74,26 +74,13 @@ app.add_typer(topics_app, name="topics")
 app.command("lag")(lag_command)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _run(service: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     try:
         run_service(main)
     except PortInUseError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     except ConnectionError as exc:
-        raise _fail(f"{service}: {exc}") from None
-
-
-def _settings_error(exc: ValidationError) -> typer.Exit:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-        for err in exc.errors()
-    )
-    return _fail(f"invalid configuration: {problems}", 2)
+        raise fail(f"{service}: {exc}") from None
 
 
 @app.command()
@@ -102,10 +89,7 @@ def gateway() -> None:
     from tidings.gateway.service import serve
     from tidings.gateway.settings import GatewaySettings
 
-    try:
-        settings = GatewaySettings()
-    except ValidationError as exc:
-        raise _settings_error(exc) from None
+    settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log)
     _run("gateway", lambda stop: serve(settings, stop))
 
@@ -116,10 +100,7 @@ def responder() -> None:
     from tidings.responder.service import serve
     from tidings.responder.settings import ResponderSettings
 
-    try:
-        settings = ResponderSettings()
-    except ValidationError as exc:
-        raise _settings_error(exc) from None
+    settings = load_settings(ResponderSettings)
     configure_logging("responder", settings.log)
     _run("responder", lambda stop: serve(settings, stop))
 
@@ -148,7 +129,7 @@ def topics_create(
     try:
         asyncio.run(ensure_topics(settings, attempts=10))
     except (ConnectionError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @topics_app.command("list")
@@ -160,7 +141,7 @@ def topics_list() -> None:
     try:
         counts = asyncio.run(describe_partitions(settings, all_topics(settings)))
     except ConnectionError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for topic in all_topics(settings):
         count = counts.get(topic)
         typer.echo(f"{topic}\t{count if count is not None else 'missing'}")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tidings.common.cli import fail, load_settings
 from tidings.common.logging import configure_logging
 from tidings.common.settings import LogSettings
 from tidings.memory.collection import (
@@ -60,20 +60,8 @@ _STORE_ERRORS = (
 )
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _settings() -> MemorySettings:
-    try:
-        return MemorySettings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise _fail(f"invalid configuration: {problems}", 2) from None
+    return load_settings(MemorySettings)
 
 
 @memory_app.callback()
@@ -89,9 +77,9 @@ def memory(ctx: typer.Context) -> None:
     try:
         run_service(lambda stop: serve(settings, stop))
     except PortInUseError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     except (ConnectionError, *_STORE_ERRORS) as exc:
-        raise _fail(f"memory: {exc}") from None
+        raise fail(f"memory: {exc}") from None
 
 
 @memory_app.command("rebuild")
@@ -119,7 +107,7 @@ def rebuild_command(
         try:
             report = asyncio.run(rebuild(settings, embedder, keep_old=keep_old, progress=advance))
         except (ConnectionError, *_STORE_ERRORS) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     typer.echo(
         f"{settings.qdrant.collection} -> {report.collection}: {report.turns} turns from "
         f"{report.records} records ({report.rejected} invalid records skipped); previous "
@@ -173,11 +161,11 @@ def ingest(
                 url=url, space=space, token=token, page_size=CONFLUENCE_PAGE_SIZE
             )
         else:
-            raise _fail("`ingest confluence` needs --url and --space, or --export FOLDER", 2)
+            raise fail("`ingest confluence` needs --url and --space, or --export FOLDER", 2)
     elif url or space or export:
-        raise _fail("--url, --space and --export go with `tidings ingest confluence`", 2)
+        raise fail("--url, --space and --export go with `tidings ingest confluence`", 2)
     if not paths and not sample and confluence is None:
-        raise _fail("nothing to ingest: give files or folders, --sample, or `confluence`", 2)
+        raise fail("nothing to ingest: give files or folders, --sample, or `confluence`", 2)
     settings = _settings()
     configure_logging("ingest", LogSettings(level="WARNING", format="console"))
     # pypdf warns about every flaw it works around; failures are in the summary table.
@@ -191,7 +179,7 @@ def ingest(
             _ingest(settings, embedder, sources, confluence, recreate=recreate, console=console)
         )
     except (ConnectionError, *_STORE_ERRORS) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     Console().print(summary_table(report))
     if report.failed:
         raise typer.Exit(1)
@@ -286,7 +274,7 @@ def _load_embedder(settings: MemorySettings, console: Console) -> Embedder:
         try:
             return Embedder.load(settings.embedding_model, device=settings.embedding_device)
         except EmbedderError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
 
 
 @contextmanager
