@@ -194,9 +194,9 @@ async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings) -> str:
         f"gateway -> Kafka -> responder {statistics.median(parts['queue_ms']):.1f} ms; "
         f"responder -> model first token {statistics.median(parts['first_token_ms']):.1f} ms; "
         "the rest of the stack figure is responder -> Kafka -> gateway -> SSE. Both consumers "
-        "long-poll for 20 ms (RESPONDER_FETCH_MAX_WAIT_MS, GATEWAY_FETCH_MAX_WAIT_MS) because "
-        "Tansu answers a fetch only when its wait expires; at Kafka's default 500 ms each hop "
-        "waits ~200 ms on Tansu.\n"
+        f"long-poll for {kafka.fetch_max_wait_ms} ms (KAFKA_FETCH_MAX_WAIT_MS) because Tansu "
+        "answers a fetch only when its wait expires; at Kafka's default 500 ms each hop waits "
+        "~200 ms on Tansu.\n"
     )
 
 

@@ -116,6 +116,7 @@ async def kafka_consumer(
         client_id=f"{settings.client_id}-{name}",
         enable_auto_commit=False,
         auto_offset_reset=options.pop("auto_offset_reset", "earliest"),
+        fetch_max_wait_ms=options.pop("fetch_max_wait_ms", settings.fetch_max_wait_ms),
         **settings.client_kwargs(),
         **options,
     )

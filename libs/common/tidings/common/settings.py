@@ -50,6 +50,20 @@ class KafkaSettings(BaseSettings):
         title="Request timeout (ms)",
         description="Must exceed the consumer session timeout: a JoinGroup may wait that long.",
     )
+    fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=1,
+        le=5000,
+        title="Fetch long-poll wait (ms)",
+        description=(
+            "How long the broker may hold a consumer's fetch for new records (every consumer: "
+            "gateway fan-out, responder, memory worker). Tansu answers a waiting fetch only "
+            "when this expires, not when data arrives, so on Tansu it bounds the latency of "
+            "every hop (measured per hop, p50/p90: 10 ms -> 2.2/6.5 ms, 20 ms -> 4.5/11.5, "
+            "100 ms -> 27.5/47.5). Real Kafka answers as soon as data arrives: use 500 there "
+            "(k8s and compose do)."
+        ),
+    )
 
     @property
     def user_messages_topic(self) -> str:

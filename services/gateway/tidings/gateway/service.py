@@ -72,7 +72,7 @@ class GatewayService:
                     owners=self.owners if settings.auth == "jwt" else None,
                     backfill_records=settings.backfill_max_records,
                     backfill_age_s=settings.replay_max_age_s,
-                    fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                    fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
                 )
             )
 

@@ -107,17 +107,6 @@ class GatewaySettings(BaseSettings):
             "before it started."
         ),
     )
-    fetch_max_wait_ms: int = Field(
-        default=20,
-        ge=1,
-        le=500,
-        title="Answer fetch wait (ms)",
-        description=(
-            "Longest a fetch of answer events waits at the broker. Tansu answers a waiting "
-            "fetch only when this expires, not when data arrives, so it bounds the latency "
-            "every token pays (measured: 500 ms -> ~220 ms per hop, 20 ms -> ~7 ms)."
-        ),
-    )
     answer_start_timeout_s: float = Field(
         default=120.0,
         gt=0,

@@ -93,18 +93,6 @@ class ResponderSettings(BaseSettings):
             "are abandoned (uncommitted, so redelivered)."
         ),
     )
-    fetch_max_wait_ms: int = Field(
-        default=20,
-        ge=1,
-        le=5000,
-        title="Fetch long-poll wait (ms)",
-        description=(
-            "How long the broker may hold a fetch for new messages. Tansu answers a long poll "
-            "only when it expires (measured: ~200 ms median delivery at Kafka's default 500), "
-            "so a short wait is what keeps time to first token low; real Kafka answers as "
-            "soon as data arrives and can use a longer wait."
-        ),
-    )
     session_timeout_ms: int = Field(
         default=10_000,
         ge=1000,
