@@ -39,24 +39,31 @@ class GatewayContext:
     broker_down_for: Callable[[], float]
 
 
-def get_context(request: Request) -> GatewayContext:
+def context_of(request: Request) -> GatewayContext:
+    """The gateway's shared state (set on the app at start-up)."""
     return cast(GatewayContext, request.app.state.gateway)
 
 
-def get_settings(request: Request) -> GatewaySettings:
-    return get_context(request).settings
+# Dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker thread, which
+# costs a thread hop on every request.
+async def get_context(request: Request) -> GatewayContext:
+    return context_of(request)
 
 
-def get_publisher(request: Request) -> Publisher:
-    return get_context(request).publisher
+async def get_settings(request: Request) -> GatewaySettings:
+    return context_of(request).settings
 
 
-def get_hub(request: Request) -> FanoutHub:
-    return get_context(request).hub
+async def get_publisher(request: Request) -> Publisher:
+    return context_of(request).publisher
 
 
-def get_readiness(request: Request) -> Readiness:
-    return get_context(request).readiness
+async def get_hub(request: Request) -> FanoutHub:
+    return context_of(request).hub
+
+
+async def get_readiness(request: Request) -> Readiness:
+    return context_of(request).readiness
 
 
 # Declares the bearer scheme in the OpenAPI schema; the Authenticator does the checking
@@ -69,7 +76,7 @@ async def get_caller(
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Caller:
     """The authenticated caller (401 when a token is required and missing or invalid)."""
-    return await get_context(request).authenticator.caller(request)
+    return await context_of(request).authenticator.caller(request)
 
 
 ContextDep = Annotated[GatewayContext, Depends(get_context)]

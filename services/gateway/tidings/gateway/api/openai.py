@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse
 
 from tidings.common.events import UserMessage, new_id
@@ -29,7 +28,7 @@ from tidings.common.logging import bind, get_logger
 from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent
 from tidings.gateway.answer import DONE, ERROR, RESET, TOKEN, SseMessage
 from tidings.gateway.api.chat import check_rate, publish_or_503, resolve_session
-from tidings.gateway.api.stream import SSE_HEADERS, reserve_stream
+from tidings.gateway.api.stream import SSE_HEADERS, release_on_loop, reserve_stream
 from tidings.gateway.auth import Caller
 from tidings.gateway.deps import ContextDep, GatewayContext, bearer_scheme
 from tidings.gateway.errors import ApiError, describe_validation_errors
@@ -271,7 +270,7 @@ async def chat_completions(
             _chunks(opened, policy, message.message_id, completion_id, body.model),
             headers={**SSE_HEADERS, "X-Session-Id": session_id},
             ping=ctx.settings.sse_ping_s,
-            background=BackgroundTask(opened.release),
+            background=release_on_loop(opened),
         )
     try:
         outcome = await _collect(subscription, policy, message.message_id)

@@ -33,6 +33,19 @@ def reserve_stream(ctx: GatewayContext, caller: Caller) -> None:
         )
 
 
+def release_on_loop(opened: OpenStream) -> BackgroundTask:
+    """The response's background task that gives the stream back, run on the event loop.
+
+    Starlette runs a plain function in a worker thread; releasing touches the hub's and the
+    stream cap's dicts, which only the event loop may change.
+    """
+
+    async def release() -> None:
+        opened.release()
+
+    return BackgroundTask(release)
+
+
 def sse_response(
     ctx: GatewayContext,
     caller: Caller,
@@ -57,7 +70,7 @@ def sse_response(
         stream_events(opened, policy, message_id=message_id, last_event_id=last_event_id),
         headers=SSE_HEADERS,
         ping=settings.sse_ping_s,
-        background=BackgroundTask(opened.release),
+        background=release_on_loop(opened),
     )
 
 
