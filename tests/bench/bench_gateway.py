@@ -1,6 +1,7 @@
 """Gateway benchmarks: accepted POST /chat per second against a plain FastAPI endpoint that
 only writes the same event to Kafka; open SSE streams with heartbeats and resident memory;
-pipeline overhead with a simulated responder at 50 concurrent sessions.
+pipeline overhead at 50 concurrent sessions, through the real responder with the `echo` backend
+and through a minimal simulated responder that stamps its chunks (to split the figure into hops).
 
 Everything runs on 127.0.0.1 in bounded loops: a Tansu broker, the gateway (`tidings
 gateway`, its own process), the plain endpoint and the simulated responder (each its own
@@ -424,14 +425,20 @@ async def _session(
     port: int,
     rounds: int,
     firsts: list[float],
-    chunks: list[float],
+    chunks: list[float] | None,
     heads: list[float] | None = None,
+    message: str = "hello",
 ) -> None:
+    """One session: `rounds` messages, each streamed to its `done` in the POST's response.
+
+    `chunks` None: the answer's tokens are plain text (the real responder), not the
+    simulated responder's production stamps.
+    """
     reader, writer = await asyncio.open_connection(HOST, port)
     session = uuid.uuid4().hex
     try:
         for _ in range(rounds):
-            body = json.dumps({"message": "hello", "session_id": session}).encode()
+            body = json.dumps({"message": message, "session_id": session}).encode()
             sent = time.time()
             writer.write(_post("/chat", body, accept="text/event-stream"))
             status = await reader.readline()
@@ -447,12 +454,15 @@ async def _session(
                     event = line[7:].strip()
                 elif line.startswith(b"data: ") and event == b"token":
                     received = time.time()
-                    produced = float(json.loads(line[6:])["delta"])
-                    chunks.append(received - produced)
+                    if chunks is not None:
+                        produced = float(json.loads(line[6:])["delta"])
+                        chunks.append(received - produced)
                     if first:
                         firsts.append(received - sent - FIRST_TOKEN_DELAY_S)
                         first = False
-                elif line.startswith(b"data: ") and event == b"done":
+                elif line.startswith(b"data: ") and event in (b"done", b"error"):
+                    if event == b"error":
+                        raise RuntimeError(f"answer ended with error: {line!r}")
                     break
             # The chunked response ends with a zero-length chunk.
             while (await reader.readline()) not in (b"0\r\n",):
@@ -460,6 +470,71 @@ async def _session(
             await reader.readline()
     finally:
         writer.close()
+
+
+# A question that neither the order tool nor the FAQ answers, so it goes to the LLM backend.
+ECHO_QUESTION = "Could you describe the view from a lighthouse at dawn?"
+
+
+async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """The same load through the real responder (`tidings responder`, LLM_BACKEND=echo)."""
+    prefix = f"e{uuid.uuid4().hex[:8]}-"
+    gateway, port = _start_gateway(stack, prefix)
+    ops_port = _free_port()
+    responder = Proc(
+        "responder-echo",
+        [TIDINGS, "responder"],
+        {
+            **_kafka_env(stack["bootstrap"], prefix),
+            "RESPONDER_GROUP_ID": f"{prefix}responder",
+            "RESPONDER_HOST": HOST,
+            "RESPONDER_PORT": str(ops_port),
+            "MEMORY_URL": "",
+            "LLM_BACKEND": "echo",
+            "ECHO_FIRST_TOKEN_MS": str(FIRST_TOKEN_DELAY_S * 1000),
+            "ECHO_TOKENS": str(CHUNKS),
+            "ECHO_TOKENS_PER_S": str(1 / CHUNK_GAP_S),
+            # 50 sessions answer at once; the default 8 would measure queueing for the
+            # responder's slots, not the pipeline.
+            "RESPONDER_MAX_CONCURRENCY": str(PIPE_SESSIONS + 14),
+        },
+        stack["log_dir"],
+    )
+    stack["procs"].append(responder)
+    await _wait_http(port, "/ready")
+    await _wait_http(ops_port, "/ready", timeout_s=90)
+    await _session(port, 2, [], None, message=ECHO_QUESTION)  # warm-up
+    alone: list[float] = []
+    await _session(port, 20, alone, None, message=ECHO_QUESTION)
+    firsts: list[float] = []
+    heads: list[float] = []
+    started = time.monotonic()
+    await asyncio.gather(
+        *(
+            _session(port, PIPE_ROUNDS, firsts, None, heads, message=ECHO_QUESTION)
+            for _ in range(PIPE_SESSIONS)
+        )
+    )
+    took = time.monotonic() - started
+    responder.stop()
+    gateway.stop()
+    p50, p99 = _pct(firsts, 0.5), _pct(firsts, 0.99)
+    met = "met" if p50 <= 10 and p99 <= 40 else "NOT met"
+    text = (
+        f"The real responder (`tidings responder`, `LLM_BACKEND=echo`, first token after "
+        f"{FIRST_TOKEN_DELAY_S * 1000:.0f} ms, {CHUNKS} tokens {CHUNK_GAP_S * 1000:.0f} ms apart, "
+        f"RESPONDER_MAX_CONCURRENCY={PIPE_SESSIONS + 14}), {PIPE_SESSIONS} concurrent sessions x "
+        f"{PIPE_ROUNDS} messages ({len(firsts)} answers in {took:.1f} s), a question that goes "
+        f"to the LLM backend (no tool, no FAQ).\n\n"
+        f"| measure | p50 | p99 | target |\n|---|---|---|---|\n"
+        f"| POST to first token, minus the echo backend's first-token delay | {p50:.1f} ms | "
+        f"{p99:.1f} ms | p50 <= 10, p99 <= 40: {met} |\n"
+        f"| POST to response headers (message acknowledged by the broker) | "
+        f"{_pct(heads, 0.5):.1f} ms | {_pct(heads, 0.99):.1f} ms | - |\n"
+        f"| one session alone (20 messages): POST to first token minus delay | "
+        f"{_pct(alone, 0.5):.1f} ms | {_pct(alone, 0.99):.1f} ms | - |\n"
+    )
+    return text, {"p50": p50, "p99": p99}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -537,11 +612,15 @@ async def _run_all(log_dir: Path) -> str:
     with _stack(log_dir) as stack:
         post, _ = await _bench_post(stack)
         streams, _ = await _bench_streams(stack)
+        echo, _ = await _bench_pipeline_echo(stack)
         pipeline, _ = await _bench_pipeline(stack)
     return (
         "### (a) Accepted `POST /chat` per second, one process\n\n" + post + "\n"
         "### (b) Open SSE streams on one process\n\n" + streams + "\n"
-        "### (c) Pipeline overhead with a simulated responder\n\n" + pipeline + "\n"
+        "### (c) Pipeline overhead at 50 concurrent sessions, echo backend\n\n" + echo + "\n"
+        "The same load with a minimal simulated responder (one consumer that answers every "
+        "message at once and stamps each chunk with the time it was produced), which splits "
+        "the figure into its hops:\n\n" + pipeline + "\n"
         "Command: `.venv/bin/python tests/bench/run.py bench_gateway`. The bench lifts the "
         "per-caller rate limit and stream cap (all load comes from 127.0.0.1).\n"
     )

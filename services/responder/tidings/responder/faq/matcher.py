@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 # Apostrophes join contractions ("where's" -> "wheres") instead of splitting them.
 _APOSTROPHES = dict.fromkeys(map(ord, "'\u2018\u2019\u02bc\u0060\u00b4"), None)
@@ -68,13 +69,18 @@ class Intent:
             filler=frozenset(normalize(word) for word in filler),
         )
 
+    @cached_property
+    def _needles(self) -> tuple[tuple[str, int], ...]:
+        """Each phrase padded with spaces (whole words only) and its length in words,
+        longest first: computed once, since every message is checked against them all."""
+        ordered = sorted(self.phrases, key=lambda p: -_word_count(p))
+        return tuple((f" {phrase} ", _word_count(phrase)) for phrase in ordered)
+
     def longest_match(self, text: str) -> int:
         """Words in the longest phrase or pattern match inside normalised `text`; 0 if none."""
         padded = f" {text} "
-        best = max(
-            (_word_count(p) for p in self.phrases if f" {p} " in padded),
-            default=0,
-        )
+        # Longest first: the first phrase found is the longest one.
+        best = next((words for needle, words in self._needles if needle in padded), 0)
         for pattern in self.patterns:
             for found in pattern.finditer(text):
                 best = max(best, _word_count(found.group(0)))
