@@ -34,12 +34,6 @@ KNOWN_BUGS: dict[tuple[str, str], str] = {
         "reached its client yet, the new attempt cannot be told from a first one "
         "(docs/reliability.md, 'Known failures')"
     ),
-    ("broker restart", "no answer shown twice"): (
-        "after a restart of the memory-mode broker, offsets start again at 0, so SSE ids "
-        "(`partition-offset`) of new answers collide with ids of the same session from before "
-        "the restart: a stream resumed on the other gateway with Last-Event-ID replayed the "
-        "answer's text again without a `reset` (docs/reliability.md, 'Known failures')"
-    ),
 }
 
 

@@ -21,17 +21,30 @@ SESSION = "session-0001"
 
 
 class Positions:
-    """Hands out increasing Kafka offsets, like one partition would."""
+    """Hands out increasing Kafka offsets, like one partition would.
 
-    def __init__(self, partition: int = 0) -> None:
+    With `clock_ms`, records carry timestamps too (`clock_ms` + 10 ms per record) and so do
+    their ids (`P-O-T`); without, ids are position-only (`P-O`, as older gateways sent).
+    """
+
+    def __init__(self, partition: int = 0, *, clock_ms: int | None = None) -> None:
         self.partition = partition
         self.offset = 0
+        self.clock_ms = clock_ms
 
     def wrap(self, event: AnswerEvent, *, at: float | None = None) -> StreamEvent:
         received_at = time.monotonic() if at is None else at
-        item = StreamEvent(self.partition, self.offset, event, received_at)
+        item = StreamEvent(self.partition, self.offset, event, received_at, timestamp=self.clock_ms)
         self.offset += 1
+        if self.clock_ms is not None:
+            self.clock_ms += 10
         return item
+
+    def broker_restarted(self, down_ms: int = 5_000) -> None:
+        """The broker lost its log: offsets start again at 0, some time later."""
+        self.offset = 0
+        if self.clock_ms is not None:
+            self.clock_ms += down_ms
 
 
 def start(message_id: str = "m1", attempt: str = "a1", session_id: str = SESSION) -> ResponseStart:

@@ -6,7 +6,7 @@ import asyncio
 
 from gateway_fakes import SESSION, Positions, delta, start
 
-from tidings.gateway.hub import FanoutHub
+from tidings.gateway.hub import DUPLICATE, LOG_RESTARTED, FanoutHub, Mark
 from tidings.gateway.replay import ReplayBuffer, StreamEvent
 
 
@@ -126,3 +126,41 @@ def test_events_read_again_after_a_reader_restart_are_ignored() -> None:
     hub.reading_from(0, 0)  # the broker lost its log and starts over
     assert hub.high_water(0) == -1
     assert hub.dispatch(first[0]) == 0
+
+
+def test_a_different_record_at_or_below_the_mark_means_the_log_started_over() -> None:
+    hub = new_hub()
+    kafka = Positions(clock_ms=1_700_000_000_000)
+    old = [kafka.wrap(start()), kafka.wrap(delta(0, "a")), kafka.wrap(delta(1, "b"))]
+    for item in old:
+        hub.dispatch(item)
+    kafka.broker_restarted()
+    new = [
+        kafka.wrap(start("m2")),
+        kafka.wrap(delta(0, "x", "m2")),
+        kafka.wrap(delta(1, "y", "m2")),
+    ]
+
+    assert hub.dispatch(old[2]) == DUPLICATE  # the marked record itself, read again
+    assert hub.dispatch(new[2]) == LOG_RESTARTED  # same position, another record
+    assert hub.dispatch(new[0]) == LOG_RESTARTED  # below the mark
+    assert hub.mark(0) == Mark(2, old[2].timestamp)
+    assert hub.snapshot(SESSION) == old
+
+    hub.reading_from(0, 0)  # the fan-out reads the new log from its start
+    assert [hub.dispatch(item) for item in new] == [0, 0, 0]
+    assert hub.snapshot(SESSION) == old + new
+    assert hub.mark(0) == Mark(2, new[2].timestamp)
+
+
+def test_a_subscription_keeps_the_marks_of_its_snapshot() -> None:
+    hub = new_hub()
+    kafka = Positions(clock_ms=1_700_000_000_000)
+    first = kafka.wrap(start())
+    hub.dispatch(first)
+    subscription = hub.subscribe(SESSION)
+    hub.dispatch(kafka.wrap(delta(0, "later")))
+
+    assert subscription.mark(0) == Mark(0, first.timestamp)
+    assert subscription.mark(1) is None
+    assert hub.high_water(0) == 1

@@ -59,6 +59,16 @@ class AnswerStream:
         answer = self._answers.get(self._message_id)
         return answer is not None and answer.finished
 
+    @property
+    def message_id(self) -> str | None:
+        """The awaited message (None: every answer of the session)."""
+        return self._message_id
+
+    def finish(self) -> None:
+        """The awaited message's answer was delivered another way (from history): end."""
+        if self._message_id is not None:
+            self._answers.setdefault(self._message_id, _Answer()).finished = True
+
     def has_begun(self, message_id: str) -> bool:
         """True once any event of `message_id`'s answer has been fed."""
         return message_id in self._answers

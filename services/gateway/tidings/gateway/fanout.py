@@ -8,6 +8,13 @@ GATEWAY_REPLAY_MAX_AGE_S) - found with ListOffsets by timestamp, which Tansu ans
 answer that began before the replica started can still be served and resumed there. The
 `user_messages` partitions are read back from end - GATEWAY_BACKFILL_MAX_RECORDS x 20 to
 learn who owns which session.
+
+A broker without durable storage (Tansu in memory mode) that restarts numbers each partition
+from 0 again. After an outage the reader therefore continues *at* the last record it handed
+out and checks that the record there is still the same one (position and record timestamp);
+when it is not, or when the log no longer reaches that far, or when a record turns up below
+that position while reading, the partition is read again from the new log's start (see
+`FanoutHub.dispatch`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from tidings.common.events import UserMessage, parse_inbound_event, parse_respon
 from tidings.common.kafka import topic_partitions_of
 from tidings.common.logging import get_logger
 from tidings.common.settings import KafkaSettings
-from tidings.gateway.hub import FanoutHub
+from tidings.gateway.hub import DUPLICATE, LOG_RESTARTED, FanoutHub, Mark
 from tidings.gateway.metrics import EVENTS_FANNED_OUT, INVALID_EVENTS
 from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.replay import StreamEvent
@@ -51,7 +58,37 @@ def to_stream_event(record: ConsumerRecord[bytes, bytes], *, now: float) -> Stre
             error=str(exc)[:300],
         )
         return None
-    return StreamEvent(record.partition, record.offset, event, now, len(record.value or b""))
+    return StreamEvent(
+        record.partition,
+        record.offset,
+        event,
+        now,
+        len(record.value or b""),
+        record_timestamp(record),
+    )
+
+
+def record_timestamp(record: ConsumerRecord[bytes, bytes]) -> int | None:
+    """The record's timestamp in ms, or None when the broker did not store one."""
+    timestamp = record.timestamp
+    return timestamp if isinstance(timestamp, int) and timestamp >= 0 else None
+
+
+def continue_at(mark: Mark | None, begin: int, end: int) -> int | None:
+    """Where a reader that handed out up to `mark` continues in the log [begin, end).
+
+    At the marked record itself when its timestamp is known (the first record read then
+    tells whether the log is still the one read so far), after it otherwise; None when the
+    log no longer reaches that far (or never did): start afresh. (`end` may be low on Tansu,
+    which reports the last batch's first offset + 1; starting afresh is then merely early.)
+    """
+    if mark is None:
+        return None
+    if mark.timestamp is not None and begin <= mark.offset < end:
+        return mark.offset
+    if mark.timestamp is None and begin <= mark.offset + 1 <= end:
+        return mark.offset + 1
+    return None
 
 
 def learn_owner(record: ConsumerRecord[bytes, bytes], owners: OwnershipMap) -> None:
@@ -90,6 +127,9 @@ class ResponseFanout:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._partitions: list[TopicPartition] = []
+        # Answer partitions continued at their mark after an outage: the first record read
+        # must be the marked one, else the log started over.
+        self._checking: dict[int, Mark] = {}
 
     @property
     def ready(self) -> bool:
@@ -144,6 +184,7 @@ class ResponseFanout:
             await _stop(self._consumer)
             self._consumer = None
         self._partitions = []
+        self._checking = {}
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         topics = [self._topic] + ([self._owners_topic] if self._owners is not None else [])
@@ -166,8 +207,6 @@ class ResponseFanout:
                 starts[tp] = max(begin[tp], end[tp] - 20 * self._backfill_records)
         for tp, offset in starts.items():
             consumer.seek(tp, offset)
-            if tp.topic == self._topic:
-                self._hub.reading_from(tp.partition, offset)
         self._partitions = partitions
         log.info(
             "answer fan-out started",
@@ -180,9 +219,27 @@ class ResponseFanout:
     ) -> dict[TopicPartition, int]:
         """Where to read each answer partition from (see the module docstring).
 
-        After an outage the reader continues after the last offset the hub handled, unless
-        the broker's log no longer reaches it (a broker without durable storage restarted).
+        After an outage the reader continues at the last record the hub handled (to check it
+        is still there), unless the broker's log no longer reaches it (a broker without
+        durable storage restarted); then it starts afresh, as a new replica would.
         """
+        begins, ends, starts = await self._fresh_starts(consumer, partitions)
+        self._checking = {}
+        for tp in partitions:
+            mark = self._hub.mark(tp.partition)
+            position = continue_at(mark, begins[tp], ends[tp])
+            if mark is None or position is None:
+                self._hub.reading_from(tp.partition, starts[tp])
+                continue
+            starts[tp] = position
+            if position == mark.offset:
+                self._checking[tp.partition] = mark
+        return starts
+
+    async def _fresh_starts(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """Begin and end offsets, and where a replica that has read nothing yet starts."""
         begin = await consumer.beginning_offsets(partitions)
         end = await consumer.end_offsets(partitions)
         since_ms = int((time.time() - self._backfill_age_s) * 1000)
@@ -191,12 +248,23 @@ class ResponseFanout:
         for tp in partitions:
             found = by_time.get(tp)
             young = end[tp] if found is None or found.offset < 0 else min(found.offset, end[tp])
-            start = max(begin[tp], end[tp] - self._backfill_records, young)
-            seen = self._hub.high_water(tp.partition)
-            if seen is not None and begin[tp] <= seen + 1 <= end[tp]:
-                start = seen + 1
-            starts[tp] = start
-        return starts
+            starts[tp] = max(begin[tp], end[tp] - self._backfill_records, young)
+        return begin, end, starts
+
+    async def _read_again(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        """The partition's log started over under the reader: read the new one from its start."""
+        mark = self._hub.mark(tp.partition)
+        start = (await self._fresh_starts(consumer, [tp]))[2][tp]
+        self._checking.pop(tp.partition, None)
+        consumer.seek(tp, start)
+        self._hub.reading_from(tp.partition, start)
+        log.warning(
+            "answer log started over (the broker lost its records), reading it again",
+            topic=tp.topic,
+            partition=tp.partition,
+            was_at=None if mark is None else mark.offset,
+            start=start,
+        )
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         failures = 0
@@ -211,10 +279,11 @@ class ResponseFanout:
                 continue
             failures = 0
             now = time.monotonic()
-            for records in batches.values():
+            restarted: list[TopicPartition] = []
+            for tp, records in batches.items():
                 for record in records:
                     try:
-                        self._handle(record, now)
+                        verdict = self._handle(record, now)
                     except Exception:
                         # One bad record must not stop every stream on this replica.
                         INVALID_EVENTS.inc()
@@ -223,17 +292,39 @@ class ResponseFanout:
                             partition=record.partition,
                             offset=record.offset,
                         )
+                        continue
+                    if verdict == LOG_RESTARTED:
+                        # The rest of this batch is read again from the new start; should
+                        # that fail, from this record on, which then tells again.
+                        consumer.seek(tp, record.offset)
+                        restarted.append(tp)
+                        break
+            for tp in restarted:
+                try:
+                    await self._read_again(consumer, tp)
+                except KafkaError as exc:
+                    log.warning("reading a restarted log again failed", error=str(exc))
 
-    def _handle(self, record: ConsumerRecord[bytes, bytes], now: float) -> None:
+    def _handle(self, record: ConsumerRecord[bytes, bytes], now: float) -> int:
+        """Hand the record on; `LOG_RESTARTED` when its partition must be read again."""
         if record.topic != self._topic:
             if self._owners is not None:
                 learn_owner(record, self._owners)
-            return
+            return 0
+        checking = self._checking.get(record.partition)
+        if checking is not None:
+            # The first record after an outage must be the one the reader stopped at.
+            if record.offset != checking.offset or record_timestamp(record) != checking.timestamp:
+                return LOG_RESTARTED
+            del self._checking[record.partition]
+            return DUPLICATE
         item = to_stream_event(record, now=now)
         if item is None:
-            return
-        if self._hub.dispatch(item) >= 0:
+            return 0
+        verdict = self._hub.dispatch(item)
+        if verdict >= 0:
             EVENTS_FANNED_OUT.labels(item.event.schema_).inc()
+        return verdict
 
 
 async def _stop(consumer: AIOKafkaConsumer) -> None:

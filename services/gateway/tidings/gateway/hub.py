@@ -4,27 +4,66 @@
 synchronous step, and `FanoutHub.dispatch` is synchronous too: on one event loop nothing can
 run in between, so a subscriber sees every event exactly once — first from the snapshot,
 then live — with no gap and no duplicate.
+
+The hub also keeps, per partition, the position and record timestamp of the last event it
+handed out (the mark). A record at or below the mark is either the same record read again
+(ignored) or proof that the broker's log is not the one read so far: a broker without
+durable storage (Tansu in memory mode) restarted and numbers its records from 0 again. The
+fan-out then reads that partition again from the new log's start.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 
 from tidings.common.logging import get_logger
 from tidings.gateway.replay import ReplayBuffer, StreamEvent
 
 log = get_logger(__name__)
 
+DUPLICATE = -1
+"""`dispatch`: the record was handled already (read again after the reader restarted)."""
+LOG_RESTARTED = -2
+"""`dispatch`: the record contradicts the mark - the partition's log started over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The last position of a partition handed out, and its record's timestamp if known."""
+
+    offset: int
+    timestamp: int | None = None
+
+    def classify(self, item: StreamEvent) -> int:
+        """0 for a record after the mark, else `DUPLICATE` or `LOG_RESTARTED`."""
+        if item.offset > self.offset:
+            return 0
+        if item.offset == self.offset and (
+            self.timestamp is None or item.timestamp is None or item.timestamp == self.timestamp
+        ):
+            return DUPLICATE
+        # The reader never goes back below the mark by itself (it continues after it, or at
+        # it to check it), so an earlier position, or another record at the mark, means the
+        # log was replaced.
+        return LOG_RESTARTED
+
 
 class Subscription:
     """One client's view of a session: the snapshot at subscribe time, then live events."""
 
     def __init__(
-        self, hub: FanoutHub, session_id: str, snapshot: list[StreamEvent], max_pending: int
+        self,
+        hub: FanoutHub,
+        session_id: str,
+        snapshot: list[StreamEvent],
+        max_pending: int,
+        marks: dict[int, Mark] | None = None,
     ) -> None:
         self.session_id = session_id
         self.snapshot = snapshot
+        self._marks = dict(marks or {})
         self.overflowed = False
         self._hub = hub
         self._max_pending = max_pending
@@ -35,6 +74,10 @@ class Subscription:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def mark(self, partition: int) -> Mark | None:
+        """The hub's mark of `partition` when the snapshot was taken (None: not read)."""
+        return self._marks.get(partition)
 
     def deliver(self, item: StreamEvent) -> None:
         """Queue a live event; a client too far behind is cut off rather than buffered forever."""
@@ -74,27 +117,35 @@ class FanoutHub:
         self._max_pending = max_pending
         self._subscribers: dict[str, set[Subscription]] = {}
         self._closed = False
-        # Last offset handed out per partition: SSE ids at or below it have been seen here.
-        self._high_water: dict[int, int] = {}
+        # Last position handed out per partition: SSE ids at or below it have been seen here.
+        self._marks: dict[int, Mark] = {}
 
     def high_water(self, partition: int) -> int | None:
         """The last offset of `partition` read by this replica (None: partition unknown)."""
-        return self._high_water.get(partition)
+        mark = self._marks.get(partition)
+        return None if mark is None else mark.offset
+
+    def mark(self, partition: int) -> Mark | None:
+        """The last position of `partition` handed out, with its record's timestamp."""
+        return self._marks.get(partition)
 
     def reading_from(self, partition: int, offset: int) -> None:
         """The reader (re)starts `partition` at `offset` (lower after a broker lost its log)."""
-        self._high_water[partition] = offset - 1
+        self._marks[partition] = Mark(offset - 1)
 
     def dispatch(self, item: StreamEvent) -> int:
         """Buffer `item` and hand it to the session's subscribers; returns how many got it.
 
-        An event at or below the partition's high-water mark was already handled (a reader
-        restarted after an outage re-reads a little): it is ignored and -1 is returned.
+        A record at or below the partition's mark is not handed out: `DUPLICATE` when it is
+        the marked record again, `LOG_RESTARTED` when the log changed under the reader (which
+        must then read the partition again, see `Mark.classify`).
         """
-        known = self._high_water.get(item.partition)
-        if known is not None and item.offset <= known:
-            return -1
-        self._high_water[item.partition] = item.offset
+        mark = self._marks.get(item.partition)
+        if mark is not None:
+            verdict = mark.classify(item)
+            if verdict < 0:
+                return verdict
+        self._marks[item.partition] = Mark(item.offset, item.timestamp)
         self._buffer.append(item)
         subscribers = self._subscribers.get(item.session_id)
         if not subscribers:
@@ -107,7 +158,9 @@ class FanoutHub:
 
     def subscribe(self, session_id: str) -> Subscription:
         """Snapshot and register atomically (no await); a closed hub gives a closed one."""
-        subscription = Subscription(self, session_id, self.snapshot(session_id), self._max_pending)
+        subscription = Subscription(
+            self, session_id, self.snapshot(session_id), self._max_pending, self._marks
+        )
         if self._closed:
             subscription.close()
         else:

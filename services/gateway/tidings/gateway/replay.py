@@ -18,7 +18,7 @@ AnswerEvent = ResponseStart | ResponseDelta | ResponseDone | ResponseError
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """An answer event with the Kafka position it was read from."""
+    """An answer event with the Kafka position (and record timestamp) it was read from."""
 
     partition: int
     offset: int
@@ -26,25 +26,49 @@ class StreamEvent:
     received_at: float
     size: int = 0
     """Bytes of the Kafka value (counted against the per-session byte bound)."""
+    timestamp: int | None = None
+    """The Kafka record's timestamp (ms), stored with the record: every replica reads the same."""
 
     @property
     def id(self) -> str:
-        """SSE event id; derived from the Kafka position, so every replica uses the same one."""
-        return f"{self.partition}-{self.offset}"
+        """SSE event id `P-O-T`: position and record timestamp, the same on every replica.
+
+        The timestamp tells two events apart that a broker which lost its log (Tansu in
+        memory mode) put at the same position, before and after its restart.
+        """
+        if self.timestamp is None:
+            return f"{self.partition}-{self.offset}"
+        return f"{self.partition}-{self.offset}-{self.timestamp}"
 
     @property
     def session_id(self) -> str:
         return self.event.session_id
 
+    def is_at(self, position: EventId) -> bool:
+        """True when this is the event `position` names (a `P-O` id: same position only)."""
+        if (self.partition, self.offset) != (position.partition, position.offset):
+            return False
+        return position.timestamp is None or position.timestamp == self.timestamp
 
-def parse_event_id(value: str) -> tuple[int, int] | None:
-    """`(partition, offset)` of an SSE id `P-O`, or None when it is not one of ours."""
-    partition, sep, offset = value.strip().partition("-")
-    if not sep or not partition.isdigit() or not offset.isdigit():
+
+@dataclass(frozen=True, slots=True)
+class EventId:
+    """A parsed SSE id: `P-O-T`, or `P-O` as issued before ids carried the timestamp."""
+
+    partition: int
+    offset: int
+    timestamp: int | None = None
+
+
+def parse_event_id(value: str) -> EventId | None:
+    """The parts of an SSE id `P-O-T` or `P-O`, or None when it is not one of ours."""
+    parts = value.strip().split("-")
+    if len(parts) not in (2, 3) or not all(part.isascii() and part.isdigit() for part in parts):
         return None
-    if len(partition) > 6 or len(offset) > 19:
+    if len(parts[0]) > 6 or any(len(part) > 19 for part in parts[1:]):
         return None
-    return int(partition), int(offset)
+    timestamp = int(parts[2]) if len(parts) == 3 else None
+    return EventId(int(parts[0]), int(parts[1]), timestamp)
 
 
 class _Session:

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 # URLs, logs and Kafka keys.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-# SSE ids are Kafka positions, `partition-offset`.
-EVENT_ID_PATTERN = r"^[0-9]{1,6}-[0-9]{1,19}$"
+# SSE ids are Kafka positions and record timestamps, `partition-offset-timestamp` (older
+# gateways sent `partition-offset`); see tidings.gateway.resume.
+EVENT_ID_PATTERN = r"^[0-9]{1,6}-[0-9]{1,19}(-[0-9]{1,19})?$"
 
 
 class ChatRequest(BaseModel):

@@ -19,6 +19,7 @@ from sse_starlette import ServerSentEvent
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import MemoryClient
 from tidings.gateway.answer import (
+    DONE,
     AnswerStream,
     SseMessage,
     gateway_error,
@@ -27,7 +28,8 @@ from tidings.gateway.answer import (
 )
 from tidings.gateway.hub import Subscription
 from tidings.gateway.metrics import OPEN_STREAMS, STREAMS_DROPPED
-from tidings.gateway.resume import ResumePlan, plan_resume
+from tidings.gateway.replay import StreamEvent
+from tidings.gateway.resume import AHEAD_WAIT_S, Awaited, ResumePlan, plan_resume
 from tidings.gateway.sse import opening, to_sse
 
 log = get_logger(__name__)
@@ -66,7 +68,6 @@ class StreamPolicy:
     start_timeout_s: float
     unavailable_after_s: float
     broker_down_for: Callable[[], float]
-    high_water: Callable[[int], int | None]
     memory: MemoryClient | None
     user: str | None
 
@@ -113,19 +114,13 @@ async def answer_messages(
 ) -> AsyncIterator[SseMessage]:
     """The stream's messages: resumed or replayed, then live, until the terminal one."""
     answers = AnswerStream(message_id)
-    plan = plan_resume(subscription.snapshot, last_event_id, policy.high_water)
+    plan = plan_resume(subscription.snapshot, last_event_id, subscription.mark)
     for item in plan.prime:
         answers.feed(item)
     if plan.stale:
-        yield reset_message(message_id)
-        if message_id is not None and not any(
-            item.event.message_id == message_id for item in plan.replay
-        ):
-            done = await finished_answer(
-                policy.memory, subscription.session_id, message_id, policy.user
-            )
-            if done is not None:
-                yield done
+        async for message in _start_over(subscription, policy, message_id, plan.replay):
+            yield message
+            if message.event == DONE:
                 return
     for item in plan.replay:
         for message in answers.feed(item):
@@ -136,6 +131,24 @@ async def answer_messages(
         yield message
 
 
+async def _start_over(
+    subscription: Subscription,
+    policy: StreamPolicy,
+    message_id: str | None,
+    events: list[StreamEvent],
+) -> AsyncIterator[SseMessage]:
+    """`reset`; then the answer from history when `events` do not hold it and it is finished.
+
+    A `done` from history ends the stream; otherwise the caller goes on to send `events`.
+    """
+    yield reset_message(message_id)
+    if message_id is None or any(item.event.message_id == message_id for item in events):
+        return
+    done = await finished_answer(policy.memory, subscription.session_id, message_id, policy.user)
+    if done is not None:
+        yield done
+
+
 async def _live(
     subscription: Subscription,
     answers: AnswerStream,
@@ -144,13 +157,23 @@ async def _live(
     message_id: str | None,
 ) -> AsyncIterator[SseMessage]:
     deadline = time.monotonic() + policy.start_timeout_s
+    hold_until = time.monotonic() + AHEAD_WAIT_S
     while True:
         wait_s = _CHECK_S
         if message_id is not None and not answers.has_begun(message_id):
             wait_s = min(wait_s, max(0.0, deadline - time.monotonic()) + 0.001)
+        if plan.awaiting is not None:
+            wait_s = min(wait_s, max(0.0, hold_until - time.monotonic()) + 0.001)
         try:
             batch = await asyncio.wait_for(subscription.next_batch(), wait_s)
         except TimeoutError:
+            if plan.awaiting is not None and time.monotonic() >= hold_until:
+                # The event the id names did not come: this replica cannot place the client.
+                async for message in _give_up_waiting(subscription, answers, plan, policy):
+                    yield message
+                if answers.finished:
+                    return
+                continue
             if policy.broker_down_for() >= policy.unavailable_after_s:
                 yield gateway_error(
                     message_id,
@@ -160,7 +183,7 @@ async def _live(
                 )
                 return
             waiting = message_id is not None and not answers.has_begun(message_id)
-            if waiting and time.monotonic() >= deadline:
+            if waiting and plan.awaiting is None and time.monotonic() >= deadline:
                 yield gateway_error(
                     message_id, "timeout", "answer_timeout", "No answer started in time."
                 )
@@ -169,9 +192,39 @@ async def _live(
         if not batch:
             return  # closed: shutdown, or the client fell too far behind (it reconnects)
         for item in batch:
-            if plan.skips(item):
+            if plan.awaiting is not None:
+                verdict = plan.check(item)
+                plan.held.append(item)
+                if verdict is Awaited.HOLD:
+                    continue
+                if verdict is Awaited.FOUND:
+                    # The client has everything up to here, exactly as this replica read it.
+                    for seen in plan.settle():
+                        answers.feed(seen)
+                    continue
+                async for message in _give_up_waiting(subscription, answers, plan, policy):
+                    yield message
+                if answers.finished:
+                    return
                 continue
             for message in answers.feed(item):
                 yield message
             if answers.finished:
                 return
+
+
+async def _give_up_waiting(
+    subscription: Subscription, answers: AnswerStream, plan: ResumePlan, policy: StreamPolicy
+) -> AsyncIterator[SseMessage]:
+    """The awaited id is not this replica's: `reset`, then everything held, sent."""
+    held = plan.settle()
+    async for message in _start_over(subscription, policy, answers.message_id, held):
+        yield message
+        if message.event == DONE:
+            answers.finish()
+            return
+    for item in held:
+        for message in answers.feed(item):
+            yield message
+        if answers.finished:
+            return

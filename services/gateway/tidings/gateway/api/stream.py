@@ -62,7 +62,6 @@ def sse_response(
         start_timeout_s=settings.answer_start_timeout_s,
         unavailable_after_s=settings.unavailable_after_s,
         broker_down_for=ctx.broker_down_for,
-        high_water=ctx.hub.high_water,
         memory=ctx.memory,
         user=caller.subject,
     )
