@@ -9,9 +9,11 @@ window, `restore`, an `after` window. The log checks grep the services' own log 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -31,6 +33,9 @@ class FaultRun:
     started_at: float = 0.0
     injected_at: float = 0.0
     injected_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # When the restoration began (a restarted process starts, joins and rebalances before
+    # it reports ready) and when it was done.
+    restore_started_at: float = 0.0
     restored_at: float = 0.0
     ended_at: float = 0.0
     log_checks: dict[str, bool] = field(default_factory=dict)
@@ -41,8 +46,6 @@ class FaultRun:
     broker_restart: bool = False
     # Pass conditions of the fault itself (beyond what users saw and the log lines).
     conditions: dict[str, bool] = field(default_factory=dict)
-    # message_id -> attempts the client had seen, for answers open when the fault hit.
-    open_attempts: dict[str, list[str]] = field(default_factory=dict)
 
 
 def logged_after(topology: Topology, proc: str, since: datetime, *needles: str) -> int:
@@ -78,20 +81,108 @@ def attempts_after(topology: Topology, procs: Iterable[str], since: datetime) ->
     return sum(1 for attempts in seen.values() if len(attempts) > 1)
 
 
-def redelivered(topology: Topology, open_attempts: dict[str, list[str]]) -> int:
-    """Answers open at the fault that a responder finished with an attempt the client had
-    not seen before it (the `answered` log line names message_id and attempt)."""
-    count = 0
-    finals: dict[str, str] = {}
+@dataclass
+class Attempt:
+    """One answer attempt as published on `model_responses`."""
+
+    message_id: str
+    attempt: str
+    started_ms: int | None = None  # broker timestamp of its `response.start`
+    terminal: str | None = None  # "done" or "error"
+
+
+def attempts_from_events(events: Iterable[tuple[int, bytes | None]]) -> dict[str, list[Attempt]]:
+    """The attempts of every message, in the order they started, from `model_responses`
+    records (timestamp in ms, value); records that are not answer events are skipped."""
+    by_message: dict[str, dict[str, Attempt]] = {}
+    for timestamp, value in events:
+        try:
+            event = json.loads(value or b"")
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        schema, mid, attempt = event.get("schema"), event.get("message_id"), event.get("attempt")
+        if not (isinstance(schema, str) and isinstance(mid, str) and isinstance(attempt, str)):
+            continue
+        entry = by_message.setdefault(mid, {}).setdefault(attempt, Attempt(mid, attempt))
+        if schema.startswith("response.start") and entry.started_ms is None:
+            entry.started_ms = timestamp
+        elif schema.startswith("response.done"):
+            entry.terminal = "done"
+        elif schema.startswith("response.error"):
+            entry.terminal = "error"
+    return {
+        mid: sorted(attempts.values(), key=lambda a: (a.started_ms is None, a.started_ms or 0))
+        for mid, attempts in by_message.items()
+    }
+
+
+def interrupted_then_answered(
+    attempts: dict[str, list[Attempt]], killed_ms: int, answered: AbstractSet[tuple[str, str]]
+) -> list[str]:
+    """Messages whose answer the kill cut off and a later attempt completed.
+
+    Cut off: an attempt that published `response.start` before the kill and never a terminal
+    event. Completed: another attempt of the same message ended with `response.done`, and a
+    responder logged `answered` for exactly that (message_id, attempt). Both facts come from
+    the services themselves (the answer stream and the responders' logs), not from what one
+    client happened to see.
+    """
+    found = []
+    for mid, tries in attempts.items():
+        cut = {
+            a.attempt
+            for a in tries
+            if a.terminal is None and a.started_ms is not None and a.started_ms <= killed_ms
+        }
+        if not cut:
+            continue
+        if any(
+            a.terminal == "done" and a.attempt not in cut and (mid, a.attempt) in answered
+            for a in tries
+        ):
+            found.append(mid)
+    return found
+
+
+def answered_after(topology: Topology, since: datetime) -> set[tuple[str, str]]:
+    """(message_id, attempt) of every `answered` log line of the responders after `since`."""
+    found: set[tuple[str, str]] = set()
     for proc in ("responder-a", "responder-b"):
         for record in topology.procs[proc].log_lines():
-            if record.get("event") == "answered" and record.get("message_id") in open_attempts:
-                finals[str(record["message_id"])] = str(record.get("attempt"))
-    for message_id, seen in open_attempts.items():
-        final = finals.get(message_id)
-        if seen and final is not None and final not in seen[:1]:
-            count += 1
-    return count
+            stamp = record.get("timestamp")
+            if record.get("event") != "answered" or not isinstance(stamp, str):
+                continue
+            if datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= since:
+                found.add((str(record.get("message_id")), str(record.get("attempt"))))
+    return found
+
+
+async def read_answer_events(topology: Topology) -> list[tuple[int, bytes | None]]:
+    """Every record of the drill's `model_responses` topic: (timestamp ms, value)."""
+    topic = f"{topology.topic_prefix}model_responses"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=topology.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+    )
+    await consumer.start()
+    out: list[tuple[int, bytes | None]] = []
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for p in sorted(consumer.partitions_for_topic(topic) or await _parts(consumer, topic))
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(await _reached(consumer, ends)):
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batches.values():
+                out.extend((record.timestamp, record.value) for record in records)
+    finally:
+        await consumer.stop()
+    return out
 
 
 def owns_all(topology: Topology, proc: str, since: datetime) -> bool:
@@ -107,19 +198,30 @@ def owns_all(topology: Topology, proc: str, since: datetime) -> bool:
     return False
 
 
-async def wait_in_flight(topology: Topology, proc: str, *, timeout_s: float) -> bool:
-    """Poll the responder's in-flight gauge until it is above zero (or the bound passes)."""
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> bool:
+    """Poll the responder's metrics until an answer is streaming: answers in flight and
+    deltas published since the previous poll (so that answer's `start` is on the topic)."""
     url = f"http://127.0.0.1:{topology.procs[proc].port}/metrics"
     deadline = time.monotonic() + timeout_s
+    deltas: float | None = None
     async with httpx.AsyncClient(trust_env=False) as client:
         while time.monotonic() < deadline:
             try:
                 text = (await client.get(url, timeout=2)).text
             except httpx.HTTPError:
                 text = ""
-            for line in text.splitlines():
-                if line.startswith("tidings_responder_in_flight") and float(line.split()[-1]) > 0:
-                    return True
+            in_flight = _metric(text, "tidings_responder_in_flight")
+            now = _metric(text, "tidings_responder_deltas_total")
+            if in_flight > 0 and deltas is not None and now > deltas:
+                return True
+            deltas = now if text else None
             await asyncio.sleep(0.05)
     return False
 
@@ -153,8 +255,8 @@ class ResponderKill(Fault):
     takeover_bound_s = 30.0
 
     async def inject(self, topology: Topology, run: FaultRun) -> None:
-        # Mid-answer: wait (bounded) until the victim reports an answer in flight.
-        await wait_in_flight(topology, self.victim, timeout_s=10.0)
+        # Mid-answer: wait (bounded) until the victim is streaming an answer.
+        await wait_streaming(topology, self.victim, timeout_s=10.0)
         run.injected_at = time.monotonic()
         run.injected_wall = datetime.now(UTC)
         await asyncio.to_thread(topology.procs[self.victim].kill9)
@@ -177,9 +279,14 @@ class ResponderKill(Fault):
         run.log_checks["restarted: responder started"] = (
             logged_after(topology, self.victim, since, "responder started") > 0
         )
-        run.log_checks["redelivered: answered by a new attempt"] = (
-            redelivered(topology, run.open_attempts) > 0
+        # The answer cut off by the kill (its `start` is on model_responses, no terminal
+        # event) finished by another attempt that a responder logged as `answered`.
+        killed_ms = int(run.injected_wall.timestamp() * 1000)
+        events = await read_answer_events(topology)
+        cut = interrupted_then_answered(
+            attempts_from_events(events), killed_ms, answered_after(topology, since)
         )
+        run.log_checks["redelivered: a cut-off answer finished by a new attempt"] = bool(cut)
 
 
 class ResponderSigterm(Fault):

@@ -143,7 +143,10 @@ def recovery(
     it was answered completely. Answer length is not part of it. Measured from the
     injection for kills (the rest of the system must cope at once) and from the restoration
     for outages (broker, memory), whose length is chosen by the drill. The recovery is the
-    longer of the two.
+    longer of the two. The first disturbance's window of asked answers ends when the
+    restoration begins: an answer asked while a restarted responder is joining the group
+    is slowed by the second disturbance and is judged there (from the restoration), not
+    charged to the first from the injection.
     """
     before = [
         m.ttft_s
@@ -157,7 +160,7 @@ def recovery(
         runs,
         memory_broker,
         run.injected_at,
-        (run.injected_at, run.restored_at),
+        (run.injected_at, run.restore_started_at or run.restored_at),
         hit_from,
         slow,
     )
@@ -166,7 +169,7 @@ def recovery(
         runs,
         memory_broker,
         run.restored_at,
-        (run.restored_at, run.ended_at),
+        (run.restore_started_at or run.restored_at, run.ended_at),
         run.restored_at,
         slow,
     )

@@ -97,10 +97,8 @@ async def run_phase(topology: Topology, fault: Fault, profile: Profile, ledger: 
     print(
         f"[{datetime.now(UTC):%H:%M:%S}]   injected at {run.injected_wall:%H:%M:%S.%f}", flush=True
     )
-    run.open_attempts = {
-        m.message_id: list(m.attempts) for m in ledger.messages if m.terminal is None
-    }
     await asyncio.sleep(fault.during_s)
+    run.restore_started_at = time.monotonic()
     await fault.restore(topology, run)
     run.restored_at = time.monotonic()
     await asyncio.sleep(profile.after_s)

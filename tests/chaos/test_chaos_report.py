@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.chaos.faults import FaultRun
+import json
+
+from tests.chaos.faults import FaultRun, attempts_from_events, interrupted_then_answered
 from tests.chaos.report import percentile, summarise, tally
 from tests.chaos.users import Ledger, MessageLog, apply_event
 
@@ -100,3 +102,30 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+
+
+def _event(schema: str, mid: str, attempt: str) -> bytes:
+    return json.dumps({"schema": schema, "message_id": mid, "attempt": attempt}).encode()
+
+
+def test_a_cut_off_answer_is_attributed_only_when_another_attempt_finished_it() -> None:
+    events = [
+        (1000, _event("response.start.v1", "m1", "a1")),  # killed mid-answer
+        (1001, _event("response.delta.v1", "m1", "a1")),
+        (1002, _event("response.start.v1", "m2", "b1")),  # finished before the kill
+        (1003, _event("response.done.v1", "m2", "b1")),
+        (1004, _event("response.start.v1", "m3", "c1")),  # cut off, never answered again
+        (1500, b'{"schema": "chaos.poison"'),
+        (9000, _event("response.start.v1", "m1", "a2")),  # the redelivery
+        (9001, _event("response.done.v1", "m1", "a2")),
+        (9002, _event("response.start.v1", "m4", "d1")),  # a first attempt after the kill
+        (9003, _event("response.done.v1", "m4", "d1")),
+    ]
+    attempts = attempts_from_events(events)
+    assert [a.attempt for a in attempts["m1"]] == ["a1", "a2"]
+    answered = {("m1", "a2"), ("m2", "b1"), ("m4", "d1")}
+    assert interrupted_then_answered(attempts, 5000, answered) == ["m1"]
+    # The new attempt must be one a responder logged as answered (not just any done event).
+    assert interrupted_then_answered(attempts, 5000, {("m2", "b1")}) == []
+    # An attempt that started after the kill is not one the kill cut off.
+    assert interrupted_then_answered(attempts, 500, answered) == []

@@ -21,20 +21,7 @@ RUN = ROOT / "tests" / "chaos" / "run.py"
 
 # (fault, condition) -> the known defect that can break it. Only a condition listed here may
 # fail without failing the test (it is then reported as xfail, naming the defect).
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("responder kill -9", "recovered within 15 s"): (
-        "responder takeover after kill -9 is slower than 15 s on Tansu: the dead member is "
-        "noticed after the session timeout + ~2.5 s, each rebalance round takes ~3 s, and the "
-        "victim's restart forces a second eager rebalance that drops the survivor's waiting "
-        "records (measured 12-22 s; docs/reliability.md, 'Known failures')"
-    ),
-    ("responder kill -9", "fault named in the logs"): (
-        "harness race, not a service bug: the redelivery is attributed only to answers whose "
-        "first attempt the client had already seen; when the killed answer's `start` had not "
-        "reached its client yet, the new attempt cannot be told from a first one "
-        "(docs/reliability.md, 'Known failures')"
-    ),
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 @pytest.mark.timeout(420)

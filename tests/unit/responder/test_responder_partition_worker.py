@@ -129,3 +129,26 @@ async def test_a_crashing_answer_stops_the_partition_and_is_reported() -> None:
     assert [str(error) for error in crashes] == ["broker gone at 0"]
     assert worker.tracker.to_commit() is None
     assert worker.closed
+
+
+async def test_each_finished_answer_asks_for_a_commit_at_once_but_abandoned_ones_do_not() -> None:
+    handler = Recorder()
+    finished: list[int | None] = []
+    worker = PartitionWorker(
+        TP,
+        handler,
+        max_in_flight=None,
+        on_finish=lambda: finished.append(worker.tracker.position),
+    )
+    worker.add([record(0, "a"), record(1, "b"), record(2, "c")])
+    await settle()
+    handler.gate(1).set()
+    await settle()
+    # Offset 1 finished first: a commit is asked for, though nothing is committable yet.
+    assert finished == [None]
+    handler.gate(0).set()
+    await settle()
+    assert finished == [None, 2]
+    await worker.stop(0.01)  # offset 2 is abandoned: no commit is asked for it
+    assert finished == [None, 2]
+    assert worker.tracker.position == 2

@@ -39,6 +39,20 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.kafka.bootstrap_servers == "broker:9092"
 
 
+def test_group_liveness_defaults_suit_kafka_and_a_heartbeat_must_fit_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = ResponderSettings()
+    # 6 s: the lowest session timeout Apache Kafka accepts by default; 1 s heartbeats.
+    assert (settings.session_timeout_ms, settings.heartbeat_interval_ms) == (6000, 1000)
+    monkeypatch.setenv("RESPONDER_SESSION_TIMEOUT_MS", "3000")
+    monkeypatch.setenv("RESPONDER_HEARTBEAT_INTERVAL_MS", "500")
+    assert ResponderSettings().heartbeat_interval_ms == 500
+    monkeypatch.setenv("RESPONDER_HEARTBEAT_INTERVAL_MS", "1500")
+    with pytest.raises(ValidationError, match="RESPONDER_HEARTBEAT_INTERVAL_MS=1500"):
+        ResponderSettings()
+
+
 def test_a_missing_faq_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="RESPONDER_FAQ_PATH"):
         ResponderSettings(faq_path=tmp_path / "nope.yaml")

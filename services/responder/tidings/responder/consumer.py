@@ -3,7 +3,10 @@
 `getmany` keeps being called while answers run in background tasks, so a long generation
 never pushes the consumer past `max.poll.interval.ms`. A partition whose backlog reaches
 `max_backlog` is paused and resumed once half of it has drained. Offsets are committed
-only up to the lowest unfinished message of each partition (see `OffsetTracker`).
+only up to the lowest unfinished message of each partition (see `OffsetTracker`), as soon
+as an answer finishes (a committer task; commits never run concurrently, so the committed
+position only moves forward): the smaller the gap between `answered` and its commit, the
+fewer answers a replica killed at that moment leaves to be answered twice.
 
 Cancel requests are acted on the moment they are fetched, not in queue order: the message
 they name may be answering right now, or waiting behind its session's earlier messages.
@@ -82,6 +85,9 @@ class ResponderConsumer:
         self._workers: dict[TopicPartition, PartitionWorker] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._finished = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._committer: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -97,10 +103,17 @@ class ResponderConsumer:
         self._consumer.subscribe([self._topic], listener=_Listener(self))
         self._task = asyncio.create_task(self._run(), name="responder-fetch")
         self._task.add_done_callback(self._fetch_loop_ended)
+        self._committer = asyncio.create_task(self._commit_finished(), name="responder-commit")
+        self._committer.add_done_callback(self._committer_ended)
 
     def _fetch_loop_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("fetch loop crashed", error=repr(error))
+            self._on_crash(error)
+
+    def _committer_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("commit loop crashed", error=repr(error))
             self._on_crash(error)
 
     async def _run(self) -> None:
@@ -123,6 +136,13 @@ class ResponderConsumer:
             self._flow_control()
             await self._measure_lag()
             await self.commit(self._workers.values())
+
+    async def _commit_finished(self) -> None:
+        """Commit as soon as answers finish (many finishing together make one commit)."""
+        while not self._stopping:
+            await self._finished.wait()
+            self._finished.clear()
+            await self.commit(list(self._workers.values()))
 
     def _add(self, worker: PartitionWorker, records: list[Record]) -> None:
         """Queue messages; act on cancel requests now, so they need not wait their turn."""
@@ -180,6 +200,10 @@ class ResponderConsumer:
 
     async def commit(self, workers: Iterable[PartitionWorker]) -> None:
         """Commit each worker's finished prefix; a failed commit is retried next time."""
+        async with self._commit_lock:
+            await self._commit(workers)
+
+    async def _commit(self, workers: Iterable[PartitionWorker]) -> None:
         assignment = self._consumer.assignment()
         offsets = {
             worker.tp: position
@@ -207,7 +231,11 @@ class ResponderConsumer:
         for tp in assigned:
             if tp not in self._workers:
                 self._workers[tp] = PartitionWorker(
-                    tp, self._handler, max_in_flight=self._max_in_flight, on_crash=self._on_crash
+                    tp,
+                    self._handler,
+                    max_in_flight=self._max_in_flight,
+                    on_crash=self._on_crash,
+                    on_finish=self._finished.set,
                 )
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
@@ -235,6 +263,10 @@ class ResponderConsumer:
                 await self._task
         workers = list(self._workers.values())
         await asyncio.gather(*(worker.stop(grace_s) for worker in workers))
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
         await self.commit(workers)
 
 

@@ -36,12 +36,15 @@ class PartitionWorker:
         *,
         max_in_flight: int | None = 1,
         on_crash: Callable[[BaseException], None] | None = None,
+        on_finish: Callable[[], None] | None = None,
     ) -> None:
         self.tp = tp
         self.tracker = OffsetTracker()
         self._handler = handler
         self._max_in_flight = max_in_flight
         self._on_crash = on_crash
+        # Called when an answer finished, so its offset can be committed at once.
+        self._on_finish = on_finish
         self._waiting: deque[Record] = deque()
         self._running: dict[int, tuple[asyncio.Task[None], bytes]] = {}
         self._closed = False
@@ -134,6 +137,8 @@ class PartitionWorker:
                 self._on_crash(error)
         else:
             self.tracker.finish(record.offset)
+            if self._on_finish is not None:
+                self._on_finish()
         self._schedule()
         if self._closed and not self._running:
             self._idle.set()

@@ -81,7 +81,7 @@ class ResponderService:
                     # Revoked partitions may finish their answers before the group moves on.
                     rebalance_timeout_ms=int((settings.revoke_grace_s + 20) * 1000),
                     session_timeout_ms=settings.session_timeout_ms,
-                    heartbeat_interval_ms=max(300, settings.session_timeout_ms // 4),
+                    heartbeat_interval_ms=settings.heartbeat_interval_ms,
                 )
             )
             router = Router(

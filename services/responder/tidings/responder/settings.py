@@ -94,12 +94,23 @@ class ResponderSettings(BaseSettings):
         ),
     )
     session_timeout_ms: int = Field(
-        default=10_000,
+        default=6_000,
         ge=1000,
         title="Consumer session timeout (ms)",
         description=(
             "How soon the group notices a responder that died without leaving (kill -9) and "
-            "gives its partitions to the others."
+            "gives its partitions to the others. 6000 is the lowest Apache Kafka accepts by "
+            "default (the broker's group.min.session.timeout.ms); Tansu has no minimum."
+        ),
+    )
+    heartbeat_interval_ms: int = Field(
+        default=1_000,
+        ge=100,
+        title="Consumer heartbeat interval (ms)",
+        description=(
+            "How often the consumer tells the group it is alive; it also bounds how long a "
+            "replica takes to notice a rebalance (another replica died, left or joined). "
+            "Must stay below a third of RESPONDER_SESSION_TIMEOUT_MS."
         ),
     )
     revoke_grace_s: float = Field(
@@ -159,6 +170,16 @@ class ResponderSettings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> ResponderSettings:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                f"RESPONDER_HEARTBEAT_INTERVAL_MS={self.heartbeat_interval_ms} must be at most a "
+                f"third of RESPONDER_SESSION_TIMEOUT_MS={self.session_timeout_ms}, or one late "
+                "heartbeat expires the member"
+            )
+        return self
 
     @model_validator(mode="after")
     def _faq_file_exists(self) -> ResponderSettings:
