@@ -214,10 +214,10 @@ def plain_main(port: int) -> None:
 
     from tidings.common.events import UserMessage, new_id
     from tidings.common.kafka import ensure_topics, kafka_producer, publish
-    from tidings.common.runtime import HttpServer
+    from tidings.common.runtime import HttpServer, run_service
     from tidings.common.settings import KafkaSettings
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         settings = KafkaSettings()
         await ensure_topics(settings)
         async with kafka_producer(settings, name="plain") as producer:
@@ -239,9 +239,10 @@ def plain_main(port: int) -> None:
 
             server = HttpServer(app, HOST, port, name="plain")
             await server.start()
-            await asyncio.Event().wait()
+            await stop.wait()
 
-    asyncio.run(main())
+    # The same runtime as the gateway's (run_service: uvloop, httptools).
+    run_service(main)
 
 
 def _rounds(rates: list[float]) -> str:

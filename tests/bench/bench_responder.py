@@ -43,14 +43,9 @@ from tidings.cli.infra import (
 from tidings.common.events import ResponseDone, ResponseError, UserMessage, parse_response_event
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.logging import configure_logging
-from tidings.common.memory_api import MemoryApiSettings
 from tidings.common.settings import KafkaSettings, LLMSettings, LogSettings
-from tidings.gateway.service import GatewayService
-from tidings.gateway.settings import GatewaySettings
 from tidings.responder.faq import load_faq
 from tidings.responder.faq.quality import Case, evaluate
-from tidings.responder.service import ResponderService
-from tidings.responder.settings import ResponderSettings
 
 TITLE = "Responder: time to first token, answers per second, FAQ quality"
 
@@ -136,42 +131,71 @@ async def stack_ttft(
     return first
 
 
-async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings) -> str:
-    responder = ResponderSettings(
-        host="127.0.0.1",
-        port=0,
-        group_id=f"{kafka.topic_prefix}responder",
-        kafka=kafka,
-        llm=llm,
-        memory=MemoryApiSettings(url=""),
-    )
-    gateway = GatewaySettings(
-        host="127.0.0.1", port=0, kafka=kafka, memory=MemoryApiSettings(url="")
-    )
+def stack_env(kafka: KafkaSettings, llm: LLMSettings) -> dict[str, str]:
+    """Environment of the stack's processes: this broker and model, no memory service."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "KAFKA_TOPIC_PARTITIONS": str(kafka.topic_partitions),
+        "LLM_BACKEND": "openai",
+        "OPENAI_BASE_URL": llm.openai_base_url or "",
+        "OPENAI_MODEL": llm.openai_model,
+        "LLM_MAX_TOKENS": str(llm.llm_max_tokens),
+        "LLM_TEMPERATURE": str(llm.llm_temperature),
+        "LLM_TIMEOUT": str(llm.llm_timeout),
+        "MEMORY_URL": "",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings, work: Path, threads: int) -> str:
+    """The gateway and the responder run as their own processes (`tidings gateway`,
+    `tidings responder`), as they are deployed; the bench process only sends requests."""
+    env = stack_env(kafka, llm)
+    gateway_port, responder_port = free_port(), free_port()
+    gateway_env = {
+        **env,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(gateway_port),
+        # Every request comes from 127.0.0.1, faster than the per-caller default.
+        "GATEWAY_RATE_PER_S": "1000",
+        "GATEWAY_RATE_BURST": "1000",
+    }
+    responder_env = {
+        **env,
+        "RESPONDER_HOST": "127.0.0.1",
+        "RESPONDER_PORT": str(responder_port),
+        "RESPONDER_GROUP_ID": f"{kafka.topic_prefix}responder",
+    }
+    await ensure_topics(kafka)
     direct: list[float] = []
     stack: list[float] = []
     parts: dict[str, list[float]] = {}
-    async with (
-        ResponderService(responder) as service,
-        GatewayService(gateway) as gw,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=120) as http,
-        AsyncOpenAI(base_url=llm.openai_base_url, api_key="not-needed") as client,
+    cli = [sys.executable, "-m", "tidings.cli.main"]
+    with (
+        process([*cli, "responder"], work / f"ttft-responder-{threads}.log", responder_env),
+        process([*cli, "gateway"], work / f"ttft-gateway-{threads}.log", gateway_env),
     ):
-        for _ in range(600):
-            if service.assigned_partitions:
-                break
-            await asyncio.sleep(0.1)
-        await stack_ttft(http, "Warm up: say hi.")  # first request pays connection set-up
-        await direct_ttft(client, llm, "Warm up: say hi.")
-        for round_ in range(ROUNDS):
-            for index, prompt in enumerate(PROMPTS):
-                # Alternate which goes first, so neither always gets a warmer cache.
-                if (index + round_) % 2:
-                    direct.append(await direct_ttft(client, llm, prompt))
-                    stack.append(await stack_ttft(http, prompt, parts))
-                else:
-                    stack.append(await stack_ttft(http, prompt, parts))
-                    direct.append(await direct_ttft(client, llm, prompt))
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{gateway_port}/ready")
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{responder_port}/ready")
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_port}", timeout=120) as http,
+            AsyncOpenAI(base_url=llm.openai_base_url, api_key="not-needed") as client,
+        ):
+            # The first answer waits for the responder to join its group, and pays the
+            # connection set-up on both paths.
+            await stack_ttft(http, "Warm up: say hi.")
+            await direct_ttft(client, llm, "Warm up: say hi.")
+            for round_ in range(ROUNDS):
+                for index, prompt in enumerate(PROMPTS):
+                    # Alternate which goes first, so neither always gets a warmer cache.
+                    if (index + round_) % 2:
+                        direct.append(await direct_ttft(client, llm, prompt))
+                        stack.append(await stack_ttft(http, prompt, parts))
+                    else:
+                        stack.append(await stack_ttft(http, prompt, parts))
+                        direct.append(await direct_ttft(client, llm, prompt))
     diffs = [s - d for s, d in zip(stack, direct, strict=True)]
     p50_diff = (statistics.median(stack) - statistics.median(direct)) * 1000
     rows = [
@@ -184,12 +208,13 @@ async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings) -> str:
     ]
     verdict = "met" if p50_diff <= 15 else "NOT met"
     return (
-        "### (a) Time to first token: whole stack vs the model server directly\n\n"
+        f"#### llama.cpp server with {threads} thread{'s' if threads > 1 else ''}\n\n"
         + "\n".join(rows)
         + f"\n\np50 difference: **{p50_diff:.1f} ms** (target <= 15 ms: {verdict}); median of the "
         f"per-prompt differences {statistics.median(diffs) * 1000:.1f} ms, p95 "
         f"{pct(diffs, 0.95) * 1000:.1f} ms. Same {len(PROMPTS)} prompts x {ROUNDS} rounds, "
-        "SmolLM2-135M on llama.cpp (2 threads), system prompt + question, alternating order.\n\n"
+        f"SmolLM2-135M on llama.cpp ({threads} thread{'s' if threads > 1 else ''}), system "
+        "prompt + question, alternating order.\n\n"
         "Where the stack's time goes (p50, from the responder's `response.done` timings): "
         f"gateway -> Kafka -> responder {statistics.median(parts['queue_ms']):.1f} ms; "
         f"responder -> model first token {statistics.median(parts['first_token_ms']):.1f} ms; "
@@ -297,7 +322,23 @@ async def run(work: Path) -> str:
             llm_max_tokens=8,
             llm_timeout=60,
         )
-        ttft = await bench_ttft(kafka_for(bootstrap, 3), llm)
+        one_core_port = free_port()
+        with process(llama_server_command(one_core_port, threads=1), work / "llama-1-thread.log"):
+            one_core = f"http://127.0.0.1:{one_core_port}/v1"
+            await asyncio.to_thread(wait_for_http, f"{one_core}/models", timeout_s=120)
+            llm_1 = llm.model_copy(update={"openai_base_url": one_core})
+            ttft_1 = await bench_ttft(kafka_for(bootstrap, 3), llm_1, work, 1)
+        ttft_2 = await bench_ttft(kafka_for(bootstrap, 3), llm, work, 2)
+        ttft = (
+            "### (a) Time to first token: whole stack vs the model server directly\n\n"
+            "The gateway and the responder run as their own processes (`tidings gateway`, "
+            "`tidings responder`), on the same 2 cores as the broker, the model server and this "
+            "client. Measured twice: with the model server on one thread, which leaves the other "
+            "core to the stack, as when the model has hardware of its own (the deployments this "
+            "targets); and on two threads, where every event the stack handles during the "
+            "model's prompt processing takes a core from one of the model's two threads, which "
+            "then waits for the other at each layer.\n\n" + ttft_1 + "\n" + ttft_2
+        )
         fast = await throughput(
             kafka_for(bootstrap, 6),
             3000,

@@ -15,11 +15,7 @@ from tidings.gateway.deps import GatewayContext
 from tidings.gateway.errors import install_error_handlers
 from tidings.gateway.hub import FanoutHub
 from tidings.gateway.limits import RateLimiter, StreamCap
-from tidings.gateway.middleware import (
-    CatchAllMiddleware,
-    MetricsMiddleware,
-    SecurityHeadersMiddleware,
-)
+from tidings.gateway.middleware import EdgeMiddleware
 from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.publisher import Publisher
 from tidings.gateway.readiness import Readiness
@@ -67,12 +63,9 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(widget_router)
-    # The last added is outermost: an unhandled error is counted as a 500 by the metrics
-    # middleware, then answered as JSON by the catch-all around it; every answer, errors
-    # included, gets the security headers, and CORS is decided before anything else.
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
+    # The last added is outermost: every answer, errors included, gets the security headers
+    # and is counted (EdgeMiddleware), and CORS is decided before anything else.
+    app.add_middleware(EdgeMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

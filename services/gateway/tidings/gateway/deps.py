@@ -69,6 +69,8 @@ async def get_readiness(request: Request) -> Readiness:
 # Declares the bearer scheme in the OpenAPI schema; the Authenticator does the checking
 # (and ignores it when GATEWAY_AUTH=none).
 bearer_scheme = HTTPBearer(auto_error=False, description="A JWT when GATEWAY_AUTH=jwt.")
+BEARER_SCHEME = bearer_scheme.scheme_name
+"""The scheme's name in the OpenAPI schema, for operations that declare it themselves."""
 
 
 async def get_caller(

@@ -1,6 +1,7 @@
-"""ASGI middleware: request metrics and the last line of defence against unhandled errors.
+"""ASGI middleware: security headers, request metrics and the last line of defence against
+unhandled errors.
 
-Both are plain ASGI (not `BaseHTTPMiddleware`) so SSE responses stream through untouched.
+Plain ASGI (not `BaseHTTPMiddleware`) so SSE responses stream through untouched.
 """
 
 from __future__ import annotations
@@ -12,62 +13,6 @@ from tidings.gateway.errors import error_response
 from tidings.gateway.metrics import HTTP_REQUESTS
 
 log = get_logger(__name__)
-
-
-class CatchAllMiddleware:
-    """Turn any unhandled exception into a logged 500 `internal_error` JSON answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error", path=scope.get("path"), method=scope.get("method"))
-            if started:
-                # Headers are gone already; let the server abort the connection.
-                raise
-            response = error_response(500, "internal_error", "Something went wrong on our side.")
-            await response(scope, receive, send)
-
-
-class MetricsMiddleware:
-    """Count every HTTP answer by route template (not raw path), method and status."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = scope.get("route")
-            # Unmatched paths are bucketed together so scanners cannot explode label cardinality.
-            template = getattr(route, "path", None) or "unmatched"
-            HTTP_REQUESTS.labels(template, scope.get("method", ""), str(status)).inc()
 
 
 SECURITY_HEADERS = [
@@ -86,8 +31,26 @@ DOCS_CSP = (
 _DOCS_PATHS = {"/docs", "/redoc"}
 
 
-class SecurityHeadersMiddleware:
-    """Add CSP and the usual hardening headers to every HTTP answer (unless already set)."""
+def with_security_headers(message: Message, *, docs: bool) -> Message:
+    """The `http.response.start` message with CSP and the hardening headers (unless set)."""
+    headers = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    for name, value in SECURITY_HEADERS:
+        if name not in present:
+            if docs and name == b"content-security-policy":
+                value = DOCS_CSP
+            headers.append((name, value))
+    return {**message, "headers": headers}
+
+
+class EdgeMiddleware:
+    """What every HTTP answer goes through, in one layer (one `send` wrapper, not three):
+
+    - security headers (CSP and the usual hardening headers) on every answer, errors too;
+    - request metrics by route template (not raw path), method and status;
+    - the last line of defence: an unhandled exception becomes a logged 500
+      `internal_error` JSON answer (counted as a 500), never a stack trace.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -97,17 +60,28 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         docs = scope.get("path") in _DOCS_PATHS
+        status = 500
+        started = False
 
-        async def with_headers(message: Message) -> None:
+        async def edge_send(message: Message) -> None:
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                for name, value in SECURITY_HEADERS:
-                    if name not in present:
-                        if docs and name == b"content-security-policy":
-                            value = DOCS_CSP
-                        headers.append((name, value))
-                message = {**message, "headers": headers}
+                started = True
+                status = int(message["status"])
+                message = with_security_headers(message, docs=docs)
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, receive, edge_send)
+        except Exception:
+            log.exception("unhandled error", path=scope.get("path"), method=scope.get("method"))
+            if started:
+                # Headers are gone already; let the server abort the connection.
+                raise
+            response = error_response(500, "internal_error", "Something went wrong on our side.")
+            await response(scope, receive, edge_send)
+        finally:
+            route = scope.get("route")
+            # Unmatched paths are bucketed together so scanners cannot explode label cardinality.
+            template = getattr(route, "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(template, scope.get("method", ""), str(status)).inc()

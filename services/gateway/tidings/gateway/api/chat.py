@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
@@ -14,7 +14,12 @@ from tidings.common.logging import bind, get_logger
 from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent, trace_id_of
 from tidings.gateway.api.stream import reserve_stream, sse_response
 from tidings.gateway.auth import Caller, session_not_found
-from tidings.gateway.deps import CallerDep, ContextDep, GatewayContext, SettingsDep
+from tidings.gateway.deps import (
+    BEARER_SCHEME,
+    GatewayContext,
+    SettingsDep,
+    context_of,
+)
 from tidings.gateway.errors import ApiError, describe_validation_errors
 from tidings.gateway.limits import retry_after
 from tidings.gateway.metrics import MESSAGES_ACCEPTED
@@ -185,19 +190,21 @@ _ERRORS[200] = {
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": ChatRequest.model_json_schema()}},
-        }
+        },
+        "security": [{BEARER_SCHEME: []}],
     },
 )
-async def chat(
-    request: Request,
-    body: Annotated[ChatRequest, Depends(read_chat_request)],
-    ctx: ContextDep,
-    caller: CallerDep,
-) -> Any:
+async def chat(request: Request) -> Any:
     """Queue the message for the responder; 202 once the broker has acknowledged it.
 
     With `Accept: text/event-stream` the answer streams in this response instead (200).
     """
+    # The busiest endpoint resolves its parts itself rather than through FastAPI
+    # dependencies, each of which costs a resolution pass per request (measured in
+    # docs/benchmarks.md, gateway (a)); same order: body first, then the caller.
+    ctx = context_of(request)
+    body = await read_chat_request(request, ctx.settings)
+    caller = await ctx.authenticator.caller(request)
     check_rate(ctx, caller)
     session_id = await resolve_session(ctx, caller, body.session_id)
     message = UserMessage(
