@@ -89,7 +89,12 @@ class MemoryService:
             kafka_producer(settings.kafka, name="memory")
         )
         consumer = await self._stack.enter_async_context(
-            kafka_consumer(settings.kafka, group_id=settings.group_id, name="memory")
+            kafka_consumer(
+                settings.kafka,
+                group_id=settings.group_id,
+                name="memory",
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            )
         )
         self._worker = MemoryWorker(
             settings, consumer=consumer, producer=producer, store=self._store, embedder=embedder
