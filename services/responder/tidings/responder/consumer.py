@@ -88,6 +88,8 @@ class ResponderConsumer:
         self._finished = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
+        # Workers of a partition whose log started over, finishing their answers in flight.
+        self._retired: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
@@ -182,9 +184,39 @@ class ResponderConsumer:
                 position = await asyncio.wait_for(self._consumer.position(tp), 0.1)
             except (IllegalStateError, KafkaError, TimeoutError):
                 continue
+            if position > highwater:
+                await self._log_started_over(tp, position, highwater)
+                continue
             metrics.CONSUMER_LAG.labels(partition=str(tp.partition)).set(
                 max(0, highwater - position)
             )
+
+    async def _log_started_over(self, tp: TopicPartition, position: int, highwater: int) -> None:
+        """The partition's log ends below our position: the broker lost its log.
+
+        A broker without durable storage (Tansu in memory mode) that restarted numbers its
+        records from 0 again, and our position (or the offset we committed to it just after
+        it came back) lies beyond its new end. Kafka would answer such a fetch with
+        OFFSET_OUT_OF_RANGE and the consumer would reset; Tansu answers with nothing, so
+        every new message below the old position would be skipped. The fetch highwater is
+        exact (unlike ListOffsets on Tansu) and fresh after every (re)assignment, so
+        position > highwater happens only then. Read the new log from its start with a new
+        worker: the old worker's offsets belong to the lost log and are never committed;
+        its answers in flight may still finish.
+        """
+        log.warning(
+            "partition log started over below our position (the broker lost its log); "
+            "reading it from its start",
+            partition=tp.partition,
+            position=position,
+            log_end=highwater,
+        )
+        old = self._workers.pop(tp)
+        self._workers[tp] = self._new_worker(tp)
+        await self._consumer.seek_to_beginning(tp)
+        stopping = asyncio.create_task(old.stop(self._revoke_grace_s), name="responder-old-log")
+        self._retired.add(stopping)
+        stopping.add_done_callback(self._retired.discard)
 
     def _flow_control(self) -> None:
         backlogs = {tp: worker.backlog for tp, worker in self._workers.items()}
@@ -230,14 +262,17 @@ class ResponderConsumer:
         """Start a worker for each newly assigned partition."""
         for tp in assigned:
             if tp not in self._workers:
-                self._workers[tp] = PartitionWorker(
-                    tp,
-                    self._handler,
-                    max_in_flight=self._max_in_flight,
-                    on_crash=self._on_crash,
-                    on_finish=self._finished.set,
-                )
+                self._workers[tp] = self._new_worker(tp)
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    def _new_worker(self, tp: TopicPartition) -> PartitionWorker:
+        return PartitionWorker(
+            tp,
+            self._handler,
+            max_in_flight=self._max_in_flight,
+            on_crash=self._on_crash,
+            on_finish=self._finished.set,
+        )
 
     async def revoke(self, revoked: Iterable[TopicPartition]) -> None:
         """Finish (for a bounded time) or abandon the work of revoked partitions, then commit."""
