@@ -206,11 +206,17 @@ def _metric(text: str, name: str) -> float:
 
 
 async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> bool:
-    """Poll the responder's metrics until an answer is streaming: answers in flight and
-    deltas published since the previous poll (so that answer's `start` is on the topic)."""
+    """Poll the responder's metrics until an answer has just begun streaming: an answer
+    started since an earlier poll (answers in flight went up, and none ended since) and
+    deltas were published since the previous poll, so that answer's `start` is on the
+    topic and most of its tokens are still to come. (Waiting only for "in flight and
+    streaming" could catch an answer in its last milliseconds: with the LLM, a kill 1 ms
+    after `answered` cut nothing off.)"""
     url = f"http://127.0.0.1:{topology.procs[proc].port}/metrics"
     deadline = time.monotonic() + timeout_s
     deltas: float | None = None
+    in_flight_before: float | None = None
+    armed = False
     async with httpx.AsyncClient(trust_env=False) as client:
         while time.monotonic() < deadline:
             try:
@@ -219,9 +225,15 @@ async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> 
                 text = ""
             in_flight = _metric(text, "tidings_responder_in_flight")
             now = _metric(text, "tidings_responder_deltas_total")
-            if in_flight > 0 and deltas is not None and now > deltas:
+            if in_flight_before is not None and text:
+                if in_flight > in_flight_before:
+                    armed = True
+                elif in_flight < in_flight_before:
+                    armed = False  # an answer ended: perhaps the one that had just begun
+            if armed and in_flight > 0 and deltas is not None and now > deltas:
                 return True
             deltas = now if text else None
+            in_flight_before = in_flight if text else None
             await asyncio.sleep(0.05)
     return False
 
