@@ -64,7 +64,7 @@ PROMPTS = [
     "Who might enjoy science fiction?",
     "Write a short greeting for a reader.",
 ]
-ROUNDS = 3  # each prompt, both ways, this many times
+ROUNDS = 6  # each prompt, both ways, this many times
 
 
 @contextlib.contextmanager
