@@ -10,7 +10,6 @@ and resumed on every one of them with ids from before and after the restart.
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from test_gateway import answer_events, publish_answer, read_sse, wait_until
+from test_gateway_resume import read_until_tokens
 
 from tidings.cli.infra import InfraError, free_port, tansu_command, wait_for_port
 from tidings.common.events import ResponseDone
@@ -122,23 +122,6 @@ class Replica:
         return self.client.stream("GET", "/stream", params=params, headers=headers)
 
 
-async def read_tokens(response: httpx.Response, count: int) -> list[SseEvent]:
-    """Events until `count` tokens arrived (then the caller cuts the connection)."""
-    events: list[SseEvent] = []
-    fields: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if not line:
-            if "data" in fields:
-                events.append((fields["event"], json.loads(fields["data"]), fields.get("id", "")))
-                if sum(name == "token" for name, _, _ in events) == count:
-                    return events
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            fields[name] = value
-    raise AssertionError(f"stream ended after {events}")
-
-
 async def watched_outage(replicas: list[Replica], broker: Broker) -> None:
     """Restart the broker and wait until every replica noticed and recovered."""
     broker.stop()
@@ -186,7 +169,7 @@ async def test_resumes_across_a_broker_that_lost_its_log_show_each_answer_once(
         await wait_until(lambda: a.has_done("m1-before") and b.has_done("m1-before"))
         before = Screen()
         async with a.stream("m1-before") as response:
-            before.apply(await asyncio.wait_for(read_tokens(response, 2), 10))
+            before.apply(await asyncio.wait_for(read_until_tokens(response, 2), 10))
         pre_restart_id = before.last_id
 
         await watched_outage([a, b], broker)
@@ -199,7 +182,7 @@ async def test_resumes_across_a_broker_that_lost_its_log_show_each_answer_once(
         async with kafka_producer(kafka, name="test-responder") as producer:
             await publish_answer(producer, kafka, events["m2-after"][:3], SESSION)
             async with a.stream("m2-after") as response:
-                after.apply(await asyncio.wait_for(read_tokens(response, 2), 10))
+                after.apply(await asyncio.wait_for(read_until_tokens(response, 2), 10))
             await publish_answer(producer, kafka, events["m2-after"][3:], SESSION)
         post_restart_id = after.last_id
         await wait_until(lambda: all(r.has_done("m2-after") for r in (a, b, c)))

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tidings.common.events import UserMessage
 from tidings.common.kafka import (
@@ -57,3 +58,30 @@ async def test_a_stopped_member_leaves_so_the_next_one_is_not_kept_waiting(
         waited = time.monotonic() - started
         assert len(b.assignment()) == 3
     assert waited < 10, f"the second member waited {waited:.1f}s for its partitions"
+
+
+async def _partition_count(settings: KafkaSettings, topic: str) -> int:
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        return len(described["partitions"])
+    finally:
+        await admin.close()
+
+
+async def test_repair_recreates_topics_auto_created_with_too_few_partitions(
+    kafka_settings: KafkaSettings,
+) -> None:
+    # What a client does first after a memory-mode broker came back empty: asking for a
+    # topic's metadata auto-creates it with the broker's default partition count.
+    settings = kafka_settings.model_copy(update={"topic_partitions": 8})
+    topic = settings.model_responses_topic
+    async with kafka_producer(settings, name="auto-create") as producer:
+        await producer.send_and_wait(topic, b"x")
+    auto = await _partition_count(settings, topic)
+    assert auto < 8, "the broker's default partition count is expected below 8"
+    await ensure_topics(settings, [topic])  # start-up: existing topics are left alone
+    assert await _partition_count(settings, topic) == auto
+    await ensure_topics(settings, [topic], repair=True)  # after an outage: repaired
+    assert await _partition_count(settings, topic) == 8

@@ -41,11 +41,12 @@ async def ensure_topics(
     *,
     attempts: int = 30,
     delay_s: float = 1.0,
+    repair: bool = False,
 ) -> None:
     """Create the topics if they do not exist; waits for the broker to come up.
 
     Called by every service at start-up, so the order in which services start never
-    matters. Existing topics are left as they are.
+    matters. Existing topics are left as they are, unless `repair` (see `_repair`).
     """
     wanted = list(topics or all_topics(settings))
     last_error: Exception | None = None
@@ -68,6 +69,8 @@ async def ensure_topics(
             ]
             if failures:
                 raise RuntimeError(f"could not create topics: {failures}")
+            if repair:
+                await _repair(admin, settings, wanted)
             log.info("topics ready", topics=wanted, partitions=settings.topic_partitions)
             return
         except KafkaError as exc:
@@ -82,6 +85,42 @@ async def ensure_topics(
         f"Kafka at {settings.bootstrap_servers} was not reachable after {attempts} attempts: "
         f"{last_error}"
     )
+
+
+async def _repair(admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: list[str]) -> None:
+    """Recreate topics that have fewer partitions than KAFKA_TOPIC_PARTITIONS.
+
+    Only after a broker outage (the gateway's broker watch): a broker without durable
+    storage (Tansu in memory mode) comes back empty, and the first client to ask for a
+    topic's metadata gets it auto-created with the broker's default partition count
+    (aiokafka always allows auto-creation). Partitions beyond that count are then read by
+    nobody: answers keyed to them never reach a stream (seen in the chaos drill). Tansu
+    cannot add partitions (no CreatePartitions), so such a topic, fresh from the restart,
+    is deleted and created again with the configured count. A topic with at least the
+    configured count is never touched.
+    """
+    for _ in range(3):
+        described = await admin.describe_topics(topics)
+        short = {
+            str(topic["topic"]): len(topic["partitions"])
+            for topic in described
+            if topic.get("error_code", 0) == 0
+            and 0 < len(topic["partitions"]) < settings.topic_partitions
+        }
+        if not short:
+            return
+        log.warning(
+            "topics auto-created with too few partitions after a broker outage; recreating them",
+            partitions=short,
+            wanted=settings.topic_partitions,
+        )
+        await admin.delete_topics(list(short))
+        await admin.create_topics(
+            [
+                NewTopic(name, settings.topic_partitions, settings.replication_factor)
+                for name in short
+            ]
+        )
 
 
 @asynccontextmanager

@@ -78,7 +78,7 @@ class GatewayService:
 
             async def recreate_topics() -> None:
                 # A broker without durable storage comes back empty.
-                await ensure_topics(settings.kafka, attempts=1)
+                await ensure_topics(settings.kafka, attempts=1, repair=True)
 
             watch.add_recovery(recreate_topics)
             watch.add_recovery(fanout.restart)
