@@ -50,18 +50,6 @@ async def get_context(request: Request) -> GatewayContext:
     return context_of(request)
 
 
-async def get_settings(request: Request) -> GatewaySettings:
-    return context_of(request).settings
-
-
-async def get_publisher(request: Request) -> Publisher:
-    return context_of(request).publisher
-
-
-async def get_hub(request: Request) -> FanoutHub:
-    return context_of(request).hub
-
-
 async def get_readiness(request: Request) -> Readiness:
     return context_of(request).readiness
 
@@ -82,8 +70,5 @@ async def get_caller(
 
 
 ContextDep = Annotated[GatewayContext, Depends(get_context)]
-SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
-PublisherDep = Annotated[Publisher, Depends(get_publisher)]
-HubDep = Annotated[FanoutHub, Depends(get_hub)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

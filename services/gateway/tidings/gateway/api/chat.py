@@ -17,7 +17,6 @@ from tidings.gateway.auth import Caller, session_not_found
 from tidings.gateway.deps import (
     BEARER_SCHEME,
     GatewayContext,
-    SettingsDep,
     context_of,
 )
 from tidings.gateway.errors import ApiError, describe_validation_errors
@@ -85,7 +84,7 @@ def _json_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-async def read_chat_request(request: Request, settings: SettingsDep) -> ChatRequest:
+async def read_chat_request(request: Request, settings: GatewaySettings) -> ChatRequest:
     """The validated body of `POST /chat`, or an `ApiError` with a precise code."""
     if not _is_json(request.headers.get("content-type", "")):
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
