@@ -140,7 +140,8 @@ def recovery(
     touched is moving again - answers open at that moment have received their next token
     (or ended), answers asked in the following window whose first token was slow (over 3x
     the before-window p99 TTFT, at least 1 s) have received it - and a message asked after
-    it was answered completely. Answer length is not part of it. Measured from the
+    it was answered completely (asked within the disturbance's window, see `_settled`).
+    Answer length is not part of it. Measured from the
     injection for kills (the rest of the system must cope at once) and from the restoration
     for outages (broker, memory), whose length is chosen by the drill. The recovery is the
     longer of the two. The first disturbance's window of asked answers ends when the
@@ -163,6 +164,7 @@ def recovery(
         (run.injected_at, run.restore_started_at or run.restored_at),
         hit_from,
         slow,
+        fresh_until=run.restore_started_at or run.restored_at,
     )
     second = _settled(
         ledger,
@@ -186,6 +188,7 @@ def _settled(
     window: tuple[float, float],
     reference: float,
     slow_s: float,
+    fresh_until: float = math.inf,
 ) -> float | None:
     ends: list[float] = []
     for message in ledger.messages:
@@ -207,11 +210,26 @@ def _settled(
                 continue  # answered, found afterwards (the client was told an error)
             if settled_at - message.posted_at > slow_s:
                 ends.append(settled_at)
+    # A fresh question answered completely. For a kill it is asked before the restart
+    # begins (`fresh_until`): the first question asked after the restart is slowed by the
+    # restart's rebalance and is judged there. When every user was waiting on an answer
+    # the kill held up and so asked nothing before the restart, the held-up answers
+    # finishing is what shows recovery.
+    until = fresh_until if fresh_until > reference else math.inf
     fresh = [
         m.ended_at
         for m in ledger.messages
-        if m.posted_at >= reference and m.terminal == "done" and m.ended_at is not None
+        if reference <= m.posted_at < until and m.terminal == "done" and m.ended_at is not None
     ]
+    if not fresh and until != math.inf:
+        fresh = [
+            m.ended_at
+            for m in ledger.messages
+            if (_open_at(m, moment) or window[0] <= m.posted_at < window[1])
+            and m.terminal == "done"
+            and m.ended_at is not None
+            and m.ended_at > moment
+        ]
     if not fresh:
         return None
     ends.append(min(fresh))

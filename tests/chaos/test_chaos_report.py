@@ -98,6 +98,46 @@ def test_recovery_is_when_touched_answers_move_again() -> None:
     assert summarise(run, ledger, [run], memory_broker=True).recovery_s is None
 
 
+def test_a_kill_that_holds_every_user_is_not_charged_the_restarts_rebalance() -> None:
+    # Seen in CI: every user waited on an answer the kill held up (kill at 10, takeover
+    # at 19.8), so nobody asked anything until after the restart (20), whose rebalance
+    # held the next question until 24.5. The kill's recovery ends when the held-up
+    # answers finished; the restart's stall is judged from the restart.
+    held = _message("held", 9.0)
+    apply_event(held, "token", {"delta": "a"})
+    held.token_times = [9.2, 19.8]
+    held.first_token_at = 9.2
+    apply_event(held, "done", {"text": "a"})
+    held.ended_at = 21.0
+    queued = _message("queued", 9.9)
+    _answer(queued, "b", 19.8)
+    queued.token_times = [19.8]
+    queued.ended_at = 21.2
+    after_restart = _message("after", 20.5)
+    _answer(after_restart, "c", 24.5)
+    after_restart.ended_at = 26.0
+    run = FaultRun(
+        "responder kill -9",
+        started_at=0,
+        injected_at=10,
+        restore_started_at=20,
+        restored_at=20.4,
+        ended_at=30,
+    )
+    ledger = Ledger([held, queued, after_restart])
+    row = summarise(run, ledger, [run], memory_broker=True)
+    # The kill: the held answers finished at 21.0 (11 s); the restart: the question asked
+    # after it was answered completely at 26.0 (5.6 s from 20.4).
+    assert row.recovery_s == 11.0
+    # A question asked in the kill's window is still required to be answered completely.
+    in_window = _message("in-window", 12.0)
+    _answer(in_window, "d", 19.9)
+    in_window.token_times = [19.9]
+    in_window.ended_at = 27.0
+    ledger.messages.append(in_window)
+    assert summarise(run, ledger, [run], memory_broker=True).recovery_s == 17.0
+
+
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
