@@ -177,5 +177,12 @@ class LogSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore")
 
-    level: str = Field(default="INFO", title="Log level")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", title="Log level"
+    )
     format: Literal["json", "console"] = Field(default="json", title="Log format")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

@@ -66,14 +66,17 @@ def create_app(
     # The last added is outermost: every answer, errors included, gets the security headers
     # and is counted (EdgeMiddleware), and CORS is decided before anything else.
     app.add_middleware(EdgeMiddleware)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Session-Id"],
-        expose_headers=["X-Session-Id", "X-Message-Id", "Retry-After"],
-        max_age=600,
-    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Session-Id"],
+            expose_headers=["X-Session-Id", "X-Message-Id", "Retry-After"],
+            max_age=600,
+        )
+    # With no allowed origin (the default) there is no CORS layer at all: a browser gets
+    # no `Access-Control-Allow-Origin` from any answer, and every request skips the layer.
     if settings.auth == "none":
         _drop_security_from_schema(app)
     return app

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,9 +79,17 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return resolved
 
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _query_value(value: str) -> str:
+    # Ids that match the patterns above need no escaping (the common case, kept cheap).
+    return value if _URL_SAFE.fullmatch(value) else quote(value, safe="")
+
+
 def stream_url(session_id: str, message_id: str | None = None) -> str:
     """The `/stream` URL for a session, optionally narrowed to one answer."""
-    params = {"session_id": session_id}
+    url = f"/stream?session_id={_query_value(session_id)}"
     if message_id is not None:
-        params["message_id"] = message_id
-    return f"/stream?{urlencode(params)}"
+        url += f"&message_id={_query_value(message_id)}"
+    return url

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
 from tidings.common.events import CancelRequest, UserMessage, new_id
-from tidings.common.logging import bind, get_logger
+from tidings.common.logging import get_logger
 from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent, trace_id_of
 from tidings.gateway.api.stream import reserve_stream, sse_response
 from tidings.gateway.auth import Caller, session_not_found
@@ -27,6 +28,8 @@ from tidings.gateway.schemas import ChatAccepted, ChatRequest, ErrorBody, stream
 from tidings.gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
+# The standard-library logger under `log`: asked whether a line would be written at all.
+_levels = logging.getLogger(__name__)
 router = APIRouter()
 
 # A JSON string may spell each byte of text as a six-character escape, so the body limit
@@ -97,7 +100,7 @@ async def read_chat_request(request: Request, settings: GatewaySettings) -> Chat
         )
     if not chat.message.strip():
         raise ApiError(422, "empty_message", "The message is empty.")
-    if _json_size(chat.metadata) > settings.max_metadata_bytes:
+    if chat.metadata and _json_size(chat.metadata) > settings.max_metadata_bytes:
         raise ApiError(
             413,
             "metadata_too_large",
@@ -146,7 +149,13 @@ async def publish_or_503(ctx: GatewayContext, event: UserMessage | CancelRequest
     try:
         await ctx.publisher.publish(event, traceparent=tp)
     except PublishError as exc:
-        log.warning("event not acknowledged by the broker", error=str(exc))
+        log.warning(
+            "event not acknowledged by the broker",
+            error=str(exc),
+            session_id=event.session_id,
+            message_id=event.message_id,
+            trace_id=trace_id_of(tp),
+        )
         raise ApiError(
             503,
             "broker_unavailable",
@@ -215,23 +224,30 @@ async def chat(request: Request) -> Any:
     )
     traceparent = child_traceparent(request.headers.get(TRACEPARENT_HEADER))
     streaming = wants_sse(request)
-    with bind(
-        session_id=session_id, message_id=message.message_id, trace_id=trace_id_of(traceparent)
-    ):
-        subscription = None
-        if streaming:
-            reserve_stream(ctx, caller)
-            # Subscribe before publishing, so not even a very fast answer can be missed.
-            subscription = ctx.hub.subscribe(session_id)
-        try:
-            await publish_or_503(ctx, message, traceparent)
-        except ApiError:
-            if subscription is not None:
-                subscription.close()
-                ctx.streams.release(caller.limit_key)
-            raise
-        MESSAGES_ACCEPTED.inc()
-        log.info("message accepted", chars=len(body.message), streaming=streaming)
+    subscription = None
+    if streaming:
+        reserve_stream(ctx, caller)
+        # Subscribe before publishing, so not even a very fast answer can be missed.
+        subscription = ctx.hub.subscribe(session_id)
+    try:
+        await publish_or_503(ctx, message, traceparent)
+    except ApiError:
+        if subscription is not None:
+            subscription.close()
+            ctx.streams.release(caller.limit_key)
+        raise
+    MESSAGES_ACCEPTED.inc()
+    # The ids go on the line itself rather than through `bind`: nothing else logs in
+    # between, and on the busiest path a line nobody writes should cost nothing.
+    if _levels.isEnabledFor(logging.INFO):
+        log.info(
+            "message accepted",
+            session_id=session_id,
+            message_id=message.message_id,
+            trace_id=trace_id_of(traceparent),
+            chars=len(body.message),
+            streaming=streaming,
+        )
     if subscription is not None:
         response: EventSourceResponse = sse_response(
             ctx, caller, subscription, message_id=message.message_id, last_event_id=None
@@ -239,8 +255,11 @@ async def chat(request: Request) -> Any:
         response.headers["X-Session-Id"] = session_id
         response.headers["X-Message-Id"] = message.message_id
         return response
-    return ChatAccepted(
-        session_id=session_id,
-        message_id=message.message_id,
-        stream_url=stream_url(session_id, message.message_id),
-    )
+    # The `ChatAccepted` body, serialised here: returning the model would have FastAPI
+    # validate it again against `response_model` (which still documents it in the schema).
+    accepted = {
+        "session_id": session_id,
+        "message_id": message.message_id,
+        "stream_url": stream_url(session_id, message.message_id),
+    }
+    return Response(json.dumps(accepted), status_code=202, media_type="application/json")
