@@ -42,7 +42,7 @@ POST_CONCURRENCY = 32
 # Many short alternating rounds, compared by their medians: on a shared 2-core machine one
 # round can lose a fifth of its rate to a neighbour, and the median shrugs that off.
 POST_SECONDS = 3.0
-POST_ROUNDS = 6
+POST_ROUNDS = 10
 STREAMS = 2000
 STREAM_PING_S = 2.0
 STREAM_WINDOW_S = 7.0

@@ -95,7 +95,15 @@ async def worker_run(
     """Steady-state seconds from the first stored batch to the last, and the turns counted."""
     kafka = settings.kafka
     async with (
-        kafka_consumer(kafka, kafka.memory_events_topic, group_id=None, name="bench") as ev,
+        # The observer shares this process with the worker: it polls as seldom as the worker
+        # does (the shared 5 ms wait would take CPU from the embedding model it measures).
+        kafka_consumer(
+            kafka,
+            kafka.memory_events_topic,
+            group_id=None,
+            name="bench",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        ) as ev,
         MemoryService(settings, embedder=embedder) as service,
     ):
         first_at: float | None = None
