@@ -37,10 +37,10 @@ def settle_heap() -> None:
     Everything alive after start-up (modules, the app and its routes, schemas, clients,
     models) lives as long as the process. `gc.freeze()` moves it out of the collector's
     sight, so a full collection no longer walks ~100k objects (37 ms each in the gateway
-    under load, 2.1 s of CPU in a one-minute `POST /chat` run). The higher first-generation
+    under load: 2.1 s of CPU during 16 s of `POST /chat` load). The higher first-generation
     threshold stops the collector running every few requests: the objects of a request are
     freed by reference counting, and cycles are still collected once they add up.
-    Measured in docs/benchmarks.md, gateway (a).
+    Measured and described in docs/operations.md ("Garbage collector settings").
     """
     gc.collect()
     gc.freeze()
