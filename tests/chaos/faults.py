@@ -238,6 +238,28 @@ async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> 
     return False
 
 
+async def first_streaming(
+    topology: Topology, procs: tuple[str, ...], *, timeout_s: float
+) -> str | None:
+    """The first of `procs` seen starting to stream an answer (`wait_streaming`), or None."""
+    watches = {
+        asyncio.create_task(wait_streaming(topology, proc, timeout_s=timeout_s)): proc
+        for proc in procs
+    }
+    pending = set(watches)
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.result():
+                    return watches[task]
+        return None
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 class Fault:
     """Base: a named fault with an injection, a restoration and log checks."""
 
@@ -256,10 +278,16 @@ class Fault:
 
 
 class ResponderKill(Fault):
-    """kill -9 a responder mid-answer, then start it again."""
+    """kill -9 a responder mid-answer, then start it again.
+
+    The victim is whichever responder is seen beginning an answer first: the users'
+    sessions may all hash to partitions the other one owns (seen in CI: a fixed victim
+    answered nothing for the whole phase, so its kill cut nothing off).
+    """
 
     name = "responder kill -9"
-    victim, survivor = "responder-a", "responder-b"
+    responders = ("responder-a", "responder-b")
+    victim, survivor = responders
     # Upper bound of the `during` window: the victim is started again once the survivor has
     # taken all partitions over (the group noticed the death after its session timeout),
     # so the takeover is measured on its own and the restart's rebalance separately.
@@ -267,8 +295,12 @@ class ResponderKill(Fault):
     takeover_bound_s = 30.0
 
     async def inject(self, topology: Topology, run: FaultRun) -> None:
-        # Mid-answer: wait (bounded) until the victim is streaming an answer.
-        await wait_streaming(topology, self.victim, timeout_s=10.0)
+        # Mid-answer: wait (bounded) until a responder is streaming an answer; that one dies.
+        streaming = await first_streaming(topology, self.responders, timeout_s=10.0)
+        self.victim = streaming or self.responders[0]
+        self.survivor = next(name for name in self.responders if name != self.victim)
+        seen = "streaming an answer" if streaming else "no answer seen streaming in 10 s"
+        print(f"  killing {self.victim} ({seen}); {self.survivor} survives", flush=True)
         run.injected_at = time.monotonic()
         run.injected_wall = datetime.now(UTC)
         await asyncio.to_thread(topology.procs[self.victim].kill9)
