@@ -208,8 +208,8 @@ def _metric(text: str, name: str) -> float:
 async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> bool:
     """Poll the responder's metrics until an answer has just begun streaming: an answer
     started since an earlier poll (answers in flight went up, and none ended since) and
-    deltas were published since the previous poll, so that answer's `start` is on the
-    topic and most of its tokens are still to come. (Waiting only for "in flight and
+    deltas were published in two polls since, so that answer's `start` is on the topic and
+    most of its tokens are still to come. (Waiting only for "in flight and
     streaming" could catch an answer in its last milliseconds: with the LLM, a kill 1 ms
     after `answered` cut nothing off.)"""
     url = f"http://127.0.0.1:{topology.procs[proc].port}/metrics"
@@ -217,6 +217,10 @@ async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> 
     deltas: float | None = None
     in_flight_before: float | None = None
     armed = False
+    # Polls since arming in which deltas went out. One is not enough: in CI the deltas of
+    # that poll were the last of an older answer, which ended 15 ms later, while the answer
+    # that armed had not streamed yet; the kill then cut nothing off.
+    streaming_polls = 0
     async with httpx.AsyncClient(trust_env=False) as client:
         while time.monotonic() < deadline:
             try:
@@ -227,11 +231,14 @@ async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> 
             now = _metric(text, "tidings_responder_deltas_total")
             if in_flight_before is not None and text:
                 if in_flight > in_flight_before:
-                    armed = True
+                    armed, streaming_polls = True, 0
                 elif in_flight < in_flight_before:
-                    armed = False  # an answer ended: perhaps the one that had just begun
+                    # An answer ended: perhaps the one that had just begun.
+                    armed, streaming_polls = False, 0
             if armed and in_flight > 0 and deltas is not None and now > deltas:
-                return True
+                streaming_polls += 1
+                if streaming_polls >= 2:
+                    return True
             deltas = now if text else None
             in_flight_before = in_flight if text else None
             await asyncio.sleep(0.05)
