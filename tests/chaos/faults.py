@@ -218,8 +218,8 @@ async def wait_streaming(topology: Topology, proc: str, *, timeout_s: float) -> 
     in_flight_before: float | None = None
     armed = False
     # Polls since arming in which deltas went out. One is not enough: in CI the deltas of
-    # that poll were the last of an older answer, which ended 15 ms later, while the answer
-    # that armed had not streamed yet; the kill then cut nothing off.
+    # that poll were the last of an older answer, whose `done` was already on its way, while
+    # the answer that armed had not streamed yet; the kill then cut nothing off.
     streaming_polls = 0
     async with httpx.AsyncClient(trust_env=False) as client:
         while time.monotonic() < deadline:
