@@ -13,13 +13,25 @@ def _message(mid: str, posted: float) -> MessageLog:
     return MessageLog(mid, "s1", posted, posted, "gateway-a")
 
 
-def _answer(message: MessageLog, text: str, at: float) -> None:
+def _answer(message: MessageLog, text: str, at: float, ended: float | None = None) -> None:
+    """One token at `at`, then `done` (at `ended`, default the same moment)."""
     apply_event(message, "start", {"attempt": "a1"})
-    message.token_times.clear()
     apply_event(message, "token", {"delta": text})
+    message.token_times = [at]
     message.first_token_at = at
     apply_event(message, "done", {"text": text})
-    message.ended_at = at
+    message.ended_at = at if ended is None else ended
+
+
+def _held(mid: str, posted: float, tokens: list[float], ended: float) -> MessageLog:
+    """A message whose answer streamed tokens at `tokens` (one held up) and ended at `ended`."""
+    message = _message(mid, posted)
+    apply_event(message, "token", {"delta": "a"})
+    message.token_times = tokens
+    message.first_token_at = tokens[0]
+    apply_event(message, "done", {"text": "a"})
+    message.ended_at = ended
+    return message
 
 
 def test_reset_drops_partial_text_and_a_clean_answer_is_not_shown_twice() -> None:
@@ -78,12 +90,7 @@ def test_unanswered_messages_are_lost_unless_a_memory_broker_restart_took_them()
 
 
 def test_recovery_is_when_touched_answers_move_again() -> None:
-    stalled = _message("stalled", 9.0)  # open at the kill (10), next token at 19
-    apply_event(stalled, "token", {"delta": "a"})
-    stalled.token_times = [9.2, 19.0]
-    stalled.first_token_at = 9.2
-    apply_event(stalled, "done", {"text": "a"})
-    stalled.ended_at = 21.0
+    stalled = _held("stalled", 9.0, [9.2, 19.0], 21.0)  # open at the kill (10), next token at 19
     later = _message("later", 12.0)
     _answer(later, "b", 13.0)
     after_restart = _message("after", 22.0)
@@ -103,19 +110,11 @@ def test_a_kill_that_holds_every_user_is_not_charged_the_restarts_rebalance() ->
     # at 19.8), so nobody asked anything until after the restart (20), whose rebalance
     # held the next question until 24.5. The kill's recovery ends when the held-up
     # answers finished; the restart's stall is judged from the restart.
-    held = _message("held", 9.0)
-    apply_event(held, "token", {"delta": "a"})
-    held.token_times = [9.2, 19.8]
-    held.first_token_at = 9.2
-    apply_event(held, "done", {"text": "a"})
-    held.ended_at = 21.0
+    held = _held("held", 9.0, [9.2, 19.8], 21.0)
     queued = _message("queued", 9.9)
-    _answer(queued, "b", 19.8)
-    queued.token_times = [19.8]
-    queued.ended_at = 21.2
+    _answer(queued, "b", 19.8, ended=21.2)
     after_restart = _message("after", 20.5)
-    _answer(after_restart, "c", 24.5)
-    after_restart.ended_at = 26.0
+    _answer(after_restart, "c", 24.5, ended=26.0)
     run = FaultRun(
         "responder kill -9",
         started_at=0,
@@ -131,9 +130,7 @@ def test_a_kill_that_holds_every_user_is_not_charged_the_restarts_rebalance() ->
     assert row.recovery_s == 11.0
     # A question asked in the kill's window is still required to be answered completely.
     in_window = _message("in-window", 12.0)
-    _answer(in_window, "d", 19.9)
-    in_window.token_times = [19.9]
-    in_window.ended_at = 27.0
+    _answer(in_window, "d", 19.9, ended=27.0)
     ledger.messages.append(in_window)
     assert summarise(run, ledger, [run], memory_broker=True).recovery_s == 17.0
 

@@ -298,6 +298,8 @@ class ResponderConsumer:
                 await self._task
         workers = list(self._workers.values())
         await asyncio.gather(*(worker.stop(grace_s) for worker in workers))
+        # Workers of a log that started over may still be finishing (never committed).
+        await asyncio.gather(*self._retired, return_exceptions=True)
         if self._committer is not None:
             self._committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
