@@ -148,7 +148,77 @@ def test_a_session_stream_carries_every_answer_and_never_finishes() -> None:
     assert not stream.finished
 
 
-def test_an_answer_whose_start_was_evicted_still_streams() -> None:
+def test_an_answer_whose_beginning_was_evicted_comes_whole_with_its_done() -> None:
+    # Chunks 0-2 are no longer buffered: "tail" alone would show a truncated answer.
     sent = run(AnswerStream("m1"), [delta(3, "tail"), done("head tail")])
+
+    assert names(sent) == ["done"]
+    assert sent[0].data["text"] == "head tail"
+
+
+def test_an_answer_seen_from_its_first_chunk_streams_without_its_start() -> None:
+    sent = run(AnswerStream("m1"), [delta(0, "head"), delta(1, " tail"), done("head tail")])
+
+    assert names(sent) == ["token", "token", "done"]
+
+
+def test_events_the_broker_lost_never_leave_a_truncated_answer_on_screen() -> None:
+    # The chaos drill's broker restart: a live stream never received the start and the first
+    # two chunks (Tansu lost the records), then the rest arrived.
+    sent = run(
+        AnswerStream("m1"),
+        [delta(2, "make a"), delta(3, " story"), done("You said: make a story")],
+    )
+
+    assert names(sent) == ["done"]
+    assert sent[0].data["text"] == "You said: make a story"
+
+
+def test_a_chunk_missing_mid_answer_resets_the_client_and_done_brings_the_text() -> None:
+    sent = run(
+        AnswerStream("m1"),
+        [
+            start(),
+            delta(0, "You"),
+            delta(1, " said"),
+            delta(3, " a"),  # chunk 2 never arrived
+            delta(4, " story"),
+            done("You said: a story"),
+        ],
+    )
+
+    assert names(sent) == ["start", "token", "token", "reset", "done"]
+    assert sent[3].data == {"message_id": "m1", "attempt": "a1"}
+    assert sent[3].id is None
+
+
+def test_a_new_attempt_after_a_gap_streams_normally() -> None:
+    sent = run(
+        AnswerStream("m1"),
+        [
+            start(attempt="a1"),
+            delta(0, "Hal", attempt="a1"),
+            delta(2, "swer", attempt="a1"),
+            start(attempt="a2"),
+            delta(0, "Full", attempt="a2"),
+            delta(1, " answer", attempt="a2"),
+            done("Full answer", attempt="a2"),
+        ],
+    )
+
+    assert names(sent) == ["start", "token", "reset", "start", "token", "token", "done"]
+
+
+def test_chunks_the_client_already_has_are_taken_as_they_come() -> None:
+    # A resumed stream primes the client's state with what it saw; that this replica's
+    # buffer starts mid-answer is no gap for the client, which had the beginning.
+    kafka = Positions()
+    stream = AnswerStream("m1")
+    for event in [delta(5, "seen"), delta(6, " too")]:
+        stream.feed(kafka.wrap(event), seen=True)  # what it returns is not sent
+
+    sent = [
+        m for e in [delta(7, " new"), done("... seen too new")] for m in stream.feed(kafka.wrap(e))
+    ]
 
     assert names(sent) == ["token", "done"]

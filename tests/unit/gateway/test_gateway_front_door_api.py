@@ -292,6 +292,28 @@ async def test_no_answer_in_time_is_an_error_with_reason_timeout(gateway: Gatewa
     assert time.monotonic() - started < 3
 
 
+async def test_an_answer_that_stops_arriving_ends_with_reason_timeout() -> None:
+    # A broker without durable storage that restarts can lose an answer's end: the stream
+    # must still end, once nothing of the answer came for GATEWAY_ANSWER_IDLE_TIMEOUT_S.
+    app, _, hub = build(GatewaySettings(answer_idle_timeout_s=0.4), memory=False)
+    positions = Positions()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        params = {"session_id": SESSION, "message_id": "m5"}
+        request = asyncio.create_task(client.get("/stream", params=params))
+        await wait_until(lambda: hub.subscriber_count() == 1)
+        hub.dispatch(positions.wrap(start("m5", session_id=SESSION)))
+        hub.dispatch(positions.wrap(delta(0, "Half", "m5", session_id=SESSION)))
+        started = time.monotonic()
+        response = await asyncio.wait_for(request, 3)
+
+    events = parse_sse(response.text)
+    assert [e.event for e in events] == ["start", "token", "error"]
+    assert events[-1].data["reason"] == "timeout"
+    assert events[-1].data["code"] == "answer_stalled"
+    assert 0.3 < time.monotonic() - started < 3
+
+
 async def test_a_broker_outage_ends_waiting_streams_with_reason_unavailable() -> None:
     app, _, _ = build(
         GatewaySettings(unavailable_after_s=5), broker_down_for=lambda: 6.0, memory=False

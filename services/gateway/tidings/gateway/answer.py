@@ -5,6 +5,12 @@ so a new `attempt` started). The client must never show two answers, so the stre
 the latest attempt that started, tells the client to `reset` when it switches after text was
 shown, drops late events of abandoned attempts and duplicated chunks, and forwards exactly
 one terminal event (`done` or `error`) per message.
+
+Chunks are forwarded only while they continue the text exactly: an attempt's chunks are
+numbered from 0, so a chunk whose `seq` is not the next one means text this stream never
+had (its beginning was evicted from the replay buffer, or the broker lost records: Tansu in
+memory mode, right after a restart). Sending the rest would show a truncated answer, so the
+client is told to `reset` (when it shows text) and gets the answer whole with its `done`.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidings.common.events import ResponseDelta, ResponseDone, ResponseError, ResponseStart
+from tidings.common.logging import get_logger
+from tidings.gateway.metrics import ANSWER_GAPS
 from tidings.gateway.replay import StreamEvent
+
+log = get_logger(__name__)
 
 START = "start"
 TOKEN = "token"  # noqa: S105 - an SSE event name, not a credential
@@ -37,6 +47,8 @@ class _Answer:
     last_seq: int = -1
     text_sent: bool = False
     finished: bool = False
+    # A chunk of the followed attempt is missing: its text comes whole with the terminal event.
+    gap: bool = False
     seen_attempts: set[str] = field(default_factory=set)
 
 
@@ -73,8 +85,12 @@ class AnswerStream:
         """True once any event of `message_id`'s answer has been fed."""
         return message_id in self._answers
 
-    def feed(self, item: StreamEvent) -> list[SseMessage]:
-        """The SSE messages `item` produces for this client (often one, sometimes none)."""
+    def feed(self, item: StreamEvent, *, seen: bool = False) -> list[SseMessage]:
+        """The SSE messages `item` produces for this client (often one, sometimes none).
+
+        `seen`: the client already has this event (it resumed after it), so its chunks are
+        taken as they come, whatever this replica's buffer still holds before them.
+        """
         event = item.event
         if self._message_id is not None and event.message_id != self._message_id:
             return []
@@ -87,11 +103,7 @@ class AnswerStream:
             # The start was evicted from the replay buffer; follow the attempt we see.
             answer.attempt = event.attempt
         if isinstance(event, ResponseDelta):
-            if event.attempt != answer.attempt or event.seq <= answer.last_seq:
-                return []
-            answer.last_seq = event.seq
-            answer.text_sent = True
-            return [SseMessage(TOKEN, _token_data(event), item.id)]
+            return self._delta(answer, item, event, seen)
         if isinstance(event, ResponseError):
             if event.attempt != answer.attempt:
                 # An abandoned attempt failing says nothing about the one still running.
@@ -110,8 +122,37 @@ class AnswerStream:
         answer.seen_attempts.add(event.attempt)
         answer.last_seq = -1
         answer.text_sent = False
+        answer.gap = False
         messages.append(SseMessage(START, _start_data(event), item.id))
         return messages
+
+    def _delta(
+        self, answer: _Answer, item: StreamEvent, event: ResponseDelta, seen: bool
+    ) -> list[SseMessage]:
+        if event.attempt != answer.attempt or event.seq <= answer.last_seq:
+            return []
+        expected = answer.last_seq + 1
+        answer.last_seq = event.seq
+        if answer.gap:
+            return []
+        if event.seq != expected and not seen:
+            answer.gap = True
+            ANSWER_GAPS.inc()
+            log.warning(
+                "answer chunks missing from this stream; the answer follows whole with its end",
+                message_id=event.message_id,
+                attempt=event.attempt,
+                expected_seq=expected,
+                seq=event.seq,
+                partition=item.partition,
+                offset=item.offset,
+            )
+            if not answer.text_sent:
+                return []
+            answer.text_sent = False
+            return [SseMessage(RESET, _ids(event))]
+        answer.text_sent = True
+        return [SseMessage(TOKEN, _token_data(event), item.id)]
 
     def _done(self, answer: _Answer, item: StreamEvent, event: ResponseDone) -> list[SseMessage]:
         messages = []

@@ -41,3 +41,8 @@ STREAMS_DROPPED = Counter(
     metric_name("gateway_streams_dropped"),
     "SSE clients disconnected because they fell too far behind.",
 )
+ANSWER_GAPS = Counter(
+    metric_name("gateway_answer_gaps"),
+    "Answers a stream found chunks missing from (evicted, or lost by the broker); the client "
+    "was sent the answer whole with its end instead.",
+)

@@ -114,6 +114,14 @@ class GatewaySettings(BaseSettings):
         description="A stream for one message ends with `error` reason `timeout` if no "
         "answer starts within this time.",
     )
+    answer_idle_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        title="Answer idle timeout (s)",
+        description="A stream whose answer began ends with `error` reason `timeout` when no "
+        "further event of that answer arrives for this long (its end was lost: a broker "
+        "without durable storage that restarted). Keep it above LLM_TIMEOUT.",
+    )
     unavailable_after_s: float = Field(
         default=10.0,
         gt=0,

@@ -2,8 +2,9 @@
 
 Every stream that waits for one message ends with exactly one terminal event for it: the
 answer's `done` or `error`, or an `error` the gateway decides itself - reason `timeout` when
-no answer starts within GATEWAY_ANSWER_START_TIMEOUT_S, reason `unavailable` when the broker
-has been unreachable for GATEWAY_UNAVAILABLE_AFTER_S. Heartbeat comments are sent by
+no answer starts within GATEWAY_ANSWER_START_TIMEOUT_S, or when an answer that began sends
+nothing more for GATEWAY_ANSWER_IDLE_TIMEOUT_S (its end was lost), reason `unavailable` when
+the broker has been unreachable for GATEWAY_UNAVAILABLE_AFTER_S. Heartbeat comments are sent by
 sse-starlette every GATEWAY_SSE_PING_S, independent of events.
 """
 
@@ -70,6 +71,7 @@ class StreamPolicy:
     broker_down_for: Callable[[], float]
     memory: MemoryClient | None
     user: str | None
+    idle_timeout_s: float = 120.0
 
 
 async def finished_answer(
@@ -116,7 +118,7 @@ async def answer_messages(
     answers = AnswerStream(message_id)
     plan = plan_resume(subscription.snapshot, last_event_id, subscription.mark)
     for item in plan.prime:
-        answers.feed(item)
+        answers.feed(item, seen=True)
     if plan.stale:
         async for message in _start_over(subscription, policy, message_id, plan.replay):
             yield message
@@ -158,7 +160,13 @@ async def _live(
 ) -> AsyncIterator[SseMessage]:
     deadline = time.monotonic() + policy.start_timeout_s
     hold_until = time.monotonic() + AHEAD_WAIT_S
+    heard_at = time.monotonic()  # the last event of the awaited message (or the opening)
     while True:
+        if _stalled(answers, plan, policy, heard_at):
+            yield gateway_error(
+                message_id, "timeout", "answer_stalled", "The answer stopped arriving."
+            )
+            return
         wait_s = _CHECK_S
         if message_id is not None and not answers.has_begun(message_id):
             wait_s = min(wait_s, max(0.0, deadline - time.monotonic()) + 0.001)
@@ -192,6 +200,8 @@ async def _live(
         if not batch:
             return  # closed: shutdown, or the client fell too far behind (it reconnects)
         for item in batch:
+            if item.event.message_id == message_id:
+                heard_at = time.monotonic()
             if plan.awaiting is not None:
                 verdict = plan.check(item)
                 plan.held.append(item)
@@ -200,7 +210,7 @@ async def _live(
                 if verdict is Awaited.FOUND:
                     # The client has everything up to here, exactly as this replica read it.
                     for seen in plan.settle():
-                        answers.feed(seen)
+                        answers.feed(seen, seen=True)
                     continue
                 async for message in _give_up_waiting(subscription, answers, plan, policy):
                     yield message
@@ -211,6 +221,16 @@ async def _live(
                 yield message
             if answers.finished:
                 return
+
+
+def _stalled(
+    answers: AnswerStream, plan: ResumePlan, policy: StreamPolicy, heard_at: float
+) -> bool:
+    """True when the awaited answer began but nothing of it came for the idle bound."""
+    message_id = answers.message_id
+    if message_id is None or plan.awaiting is not None or not answers.has_begun(message_id):
+        return False
+    return time.monotonic() - heard_at >= policy.idle_timeout_s
 
 
 async def _give_up_waiting(

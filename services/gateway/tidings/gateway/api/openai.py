@@ -289,6 +289,7 @@ def _policy(ctx: GatewayContext, caller: Caller) -> StreamPolicy:
     return StreamPolicy(
         retry_ms=settings.sse_retry_ms,
         start_timeout_s=settings.answer_start_timeout_s,
+        idle_timeout_s=settings.answer_idle_timeout_s,
         unavailable_after_s=settings.unavailable_after_s,
         broker_down_for=ctx.broker_down_for,
         memory=ctx.memory,

@@ -60,6 +60,7 @@ def sse_response(
     policy = StreamPolicy(
         retry_ms=settings.sse_retry_ms,
         start_timeout_s=settings.answer_start_timeout_s,
+        idle_timeout_s=settings.answer_idle_timeout_s,
         unavailable_after_s=settings.unavailable_after_s,
         broker_down_for=ctx.broker_down_for,
         memory=ctx.memory,

@@ -980,7 +980,8 @@
           }
         }
       } else if (name === "reset") {
-        // A new attempt: the partial text shown so far is discarded, never doubled.
+        // A new attempt, or chunks this stream missed: the partial text shown so far is
+        // discarded, never doubled (the answer then comes whole with its `done`).
         pending.text = "";
         pending.seq = -1;
         pending.attempt = null;
