@@ -73,10 +73,15 @@ async def ensure_topics(
                 await _repair(admin, settings, wanted)
             log.info("topics ready", topics=wanted, partitions=settings.topic_partitions)
             return
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
+            # A request that ran out of time (aiokafka raises the builtin TimeoutError when a
+            # connection to a slow or starting broker takes longer than request_timeout_ms)
+            # is one more "not reachable yet".
             last_error = exc
             log.warning(
-                "broker not reachable yet", bootstrap=settings.bootstrap_servers, error=str(exc)
+                "broker not reachable yet",
+                bootstrap=settings.bootstrap_servers,
+                error=str(exc) or type(exc).__name__,
             )
             await asyncio.sleep(delay_s)
         finally:
