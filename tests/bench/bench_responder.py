@@ -7,6 +7,7 @@
 (b) The `echo` backend at zero delay: answers per second of one responder process
     (`python -m tidings.cli.main responder`), messages queued up front.
 (c) The `echo` backend with 1 s generations and RESPONDER_MAX_CONCURRENCY=32.
+(d) Cancel: from publishing a cancel request to reading the answer's `cancelled` end (<= 1 s).
 Plus the FAQ's precision and recall on the labelled phrasings of the unit tests.
 
 Run: `.venv/bin/python tests/bench/run.py bench_responder`.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from aiokafka import AIOKafkaConsumer
 from httpx_sse import aconnect_sse
 from openai import AsyncOpenAI
 
@@ -40,7 +42,15 @@ from tidings.cli.infra import (
     wait_for_http,
     wait_for_port,
 )
-from tidings.common.events import ResponseDone, ResponseError, UserMessage, parse_response_event
+from tidings.common.events import (
+    CancelRequest,
+    ResponseDelta,
+    ResponseDone,
+    ResponseError,
+    ResponseEvent,
+    UserMessage,
+    parse_response_event,
+)
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.logging import configure_logging
 from tidings.common.settings import KafkaSettings, LLMSettings, LogSettings
@@ -249,19 +259,7 @@ async def throughput(
                 )
             )
         await asyncio.gather(*futures)
-    full_env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
-        "KAFKA_TOPIC_PARTITIONS": str(kafka.topic_partitions),
-        "RESPONDER_GROUP_ID": f"{kafka.topic_prefix}responder",
-        "RESPONDER_HOST": "127.0.0.1",
-        "RESPONDER_PORT": "0",
-        "LLM_BACKEND": "echo",
-        "MEMORY_URL": "",
-        "LOG_FORMAT": "json",
-        **env,
-    }
+    full_env = echo_env(kafka, env)
     first_start: float | None = None
     ends: list[float] = []
     errors = 0
@@ -284,6 +282,78 @@ async def throughput(
     assert first_start is not None and ends, f"no answers; see {log}"
     span = max(ends) - first_start
     return {"answers": len(ends), "errors": errors, "seconds": span, "per_s": len(ends) / span}
+
+
+def echo_env(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, str]:
+    """Environment of one `tidings responder` process on the echo backend."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "KAFKA_TOPIC_PARTITIONS": str(kafka.topic_partitions),
+        "RESPONDER_GROUP_ID": f"{kafka.topic_prefix}responder",
+        "RESPONDER_HOST": "127.0.0.1",
+        "RESPONDER_PORT": "0",
+        "LLM_BACKEND": "echo",
+        "MEMORY_URL": "",
+        "LOG_FORMAT": "json",
+        **env,
+    }
+
+
+async def cancel_latency(kafka: KafkaSettings, count: int, log: Path) -> list[float]:
+    """Seconds from publishing a cancel to reading the answer's `cancelled` error, per answer.
+
+    One responder process on the echo backend (10 s answers). Each message is cancelled as
+    soon as its first delta is read back, the way a client's stop button reaches it: a
+    `message.cancel.v1` on the message's partition, then the terminal event on
+    model_responses. Measured here, not in a test, because the machines are shared.
+    """
+    await ensure_topics(kafka)
+    env = echo_env(kafka, {"ECHO_TOKENS": "200", "ECHO_TOKENS_PER_S": "20"})
+    latencies: list[float] = []
+    async with (
+        kafka_producer(kafka, name="bench") as producer,
+        kafka_consumer(
+            kafka, kafka.model_responses_topic, group_id=None, name="bench-reader"
+        ) as reader,
+    ):
+        with process([sys.executable, "-m", "tidings.cli.main", "responder"], log, env):
+            for i in range(count + 1):  # the first one waits for the group join: not counted
+                message = UserMessage(
+                    message_id=uuid.uuid4().hex, session_id=f"cancel-{i}", text="Tell me a story"
+                )
+                key = message.session_id.encode()
+                await producer.send_and_wait(kafka.user_messages_topic, message.to_bytes(), key=key)
+                await _until(reader, message.message_id, ResponseDelta, 90)
+                request = CancelRequest(
+                    message_id=message.message_id, session_id=message.session_id
+                )
+                asked = time.monotonic()
+                await producer.send_and_wait(kafka.user_messages_topic, request.to_bytes(), key=key)
+                ended = await _until(reader, message.message_id, ResponseError, 30)
+                if i:
+                    latencies.append(ended - asked)
+    return latencies
+
+
+async def _until(
+    reader: AIOKafkaConsumer, message_id: str, kind: type[ResponseEvent], timeout_s: float
+) -> float:
+    """When an event of `kind` for `message_id` was read (a `done` instead fails the bench)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batches = await reader.getmany(timeout_ms=100)
+        now = time.monotonic()
+        for records in batches.values():
+            for record in records:
+                event = parse_response_event(record.value or b"")
+                if event.message_id != message_id:
+                    continue
+                assert not isinstance(event, ResponseDone), "the answer ended uncancelled"
+                if isinstance(event, kind):
+                    return now
+    raise AssertionError(f"no {kind.__name__} for {message_id} within {timeout_s} s")
 
 
 def faq_quality() -> str:
@@ -363,6 +433,7 @@ async def run(work: Path) -> str:
             },
             work / "responder-slow.log",
         )
+        cancels = await cancel_latency(kafka_for(bootstrap, 6), 20, work / "responder-cancel.log")
     rows = [
         "| load | answers | errors | seconds | answers/s | target |",
         "|---|---|---|---|---|---|",
@@ -380,7 +451,22 @@ async def run(work: Path) -> str:
         + "\n\nMessages queued up front (one session each, 6 partitions), then one "
         "`tidings responder` process started; timed from its first published event to its "
         "last terminal event, as read back from `model_responses`. JSON logs at INFO.\n\n"
+        + cancel_report(cancels)
         + faq_quality()
+    )
+
+
+def cancel_report(latencies: list[float]) -> str:
+    worst = max(latencies)
+    return (
+        "### Cancel: from the request to the answer's end\n\n"
+        f"{len(latencies)} answers (echo backend, 10 s each), each cancelled as soon as its "
+        "first delta was read back: a `message.cancel.v1` published on the message's "
+        "partition, as the gateway's `POST /chat/{message_id}/cancel` does, to the answer's "
+        "`error` with `reason: cancelled` read back from `model_responses`. p50 "
+        f"**{statistics.median(latencies) * 1000:.0f} ms**, p95 "
+        f"{pct(latencies, 0.95) * 1000:.0f} ms, max {worst * 1000:.0f} ms (target: within "
+        f"1 s: {'met' if worst <= 1.0 else 'NOT met'}).\n\n"
     )
 
 
