@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tidings.common.events import UserMessage
@@ -16,6 +18,7 @@ from tidings.common.kafka import (
     kafka_producer,
     publish,
 )
+from tidings.common.pacing import FetchPacer
 from tidings.common.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -85,3 +88,51 @@ async def test_repair_recreates_topics_auto_created_with_too_few_partitions(
     assert await _partition_count(settings, topic) == auto
     await ensure_topics(settings, [topic], repair=True)  # after an outage: repaired
     assert await _partition_count(settings, topic) == 8
+
+
+async def test_a_paced_consumer_fetches_with_the_busy_wait_during_traffic(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """The broker holds an empty fetch for the wait the request carries (Tansu holds every
+    fetch for it), so the gaps between fetch requests show the wait in force: about the idle
+    1000 ms before traffic, the busy 5 ms during it, 1000 ms again after the hold."""
+    await ensure_topics(kafka_settings)
+    topic = kafka_settings.memory_events_topic
+    sent: list[float] = []
+
+    def gaps_ms() -> float:
+        gaps = sorted(b - a for a, b in itertools.pairwise(sent))
+        sent.clear()
+        return gaps[len(gaps) // 2] * 1000
+
+    pacer = FetchPacer(name="paced-test", idle_ms=1000, busy_ms=5, hold_s=2.0)
+    async with kafka_consumer(
+        kafka_settings, group_id=None, name="paced", fetch_max_wait_ms=pacer.idle_ms
+    ) as consumer:
+        client_send = consumer._client.send
+
+        async def spy(node_id: int, request: object, **kwargs: object) -> object:
+            if type(request).__name__ == "FetchRequest":
+                sent.append(time.monotonic())
+            return await client_send(node_id, request, **kwargs)
+
+        consumer._client.send = spy
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_end()
+        pacer.attach(consumer)
+        await consumer.getmany(timeout_ms=3500)
+        idle = gaps_ms()
+        pacer.touch()
+        await consumer.getmany(timeout_ms=1500)  # the idle fetch in flight ends first
+        sent.clear()
+        await consumer.getmany(timeout_ms=500)
+        busy = gaps_ms()
+        await asyncio.sleep(2.0)
+        pacer.tick()
+        await consumer.getmany(timeout_ms=1500)
+        sent.clear()
+        await consumer.getmany(timeout_ms=3500)
+        after = gaps_ms()
+    assert idle > 800, f"idle fetches {idle:.0f} ms apart"
+    assert busy < 200, f"busy fetches {busy:.0f} ms apart"
+    assert after > 800, f"fetches after the hold {after:.0f} ms apart"

@@ -6,7 +6,7 @@ the exposition endpoint and a consistent naming prefix.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +19,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 
 def metric_name(name: str) -> str:
     """`tidings_<name>`."""
     return f"{PREFIX}_{name}"
+
+
+FETCH_WAIT = Gauge(
+    metric_name("kafka_fetch_wait_ms"),
+    "The fetch long-poll wait a consumer uses now: the busy one while traffic flows.",
+    ["consumer"],
+)
 
 
 async def metrics_endpoint(_: Request) -> Response:

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from tidings.common.events import UserMessage, parse_inbound_event, parse_response_event
 from tidings.common.kafka import topic_partitions_of
 from tidings.common.logging import get_logger
+from tidings.common.pacing import FetchPacer
 from tidings.common.settings import KafkaSettings
 from tidings.gateway.hub import DUPLICATE, LOG_RESTARTED, FanoutHub, Mark
 from tidings.gateway.metrics import EVENTS_FANNED_OUT, INVALID_EVENTS
@@ -112,7 +113,7 @@ class ResponseFanout:
         owners: OwnershipMap | None = None,
         backfill_records: int = 0,
         backfill_age_s: float = 600.0,
-        fetch_max_wait_ms: int = 20,
+        pacer: FetchPacer | None = None,
         start_timeout_s: float = 30.0,
     ) -> None:
         self._settings = settings
@@ -122,7 +123,8 @@ class ResponseFanout:
         self._owners = owners
         self._backfill_records = backfill_records
         self._backfill_age_s = backfill_age_s
-        self._fetch_max_wait_ms = fetch_max_wait_ms
+        # Short fetch waits while answers are expected or arriving, the idle wait after.
+        self._pacer = pacer or FetchPacer.from_settings(settings, name="gateway-fanout")
         self._start_timeout_s = start_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -159,7 +161,7 @@ class ResponseFanout:
             client_id=f"{self._settings.client_id}-gateway-fanout",
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_max_wait_ms=self._pacer.idle_ms,
             **self._settings.client_kwargs(),
         )
         await consumer.start()
@@ -171,6 +173,7 @@ class ResponseFanout:
             await _stop(consumer)
             self._consumer = None
             raise
+        self._pacer.attach(consumer)
         self._task = asyncio.create_task(self._run(consumer), name="gateway-fanout")
         self._task.add_done_callback(_log_task_end)
 
@@ -181,6 +184,7 @@ class ResponseFanout:
                 await self._task
             self._task = None
         if self._consumer is not None:
+            self._pacer.detach()
             await _stop(self._consumer)
             self._consumer = None
         self._partitions = []
@@ -278,6 +282,10 @@ class ResponseFanout:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
+            if self._has_answers(batches):
+                self._pacer.touch()
+            else:
+                self._pacer.tick()
             now = time.monotonic()
             restarted: list[TopicPartition] = []
             for tp, records in batches.items():
@@ -304,6 +312,10 @@ class ResponseFanout:
                     await self._read_again(consumer, tp)
                 except KafkaError as exc:
                     log.warning("reading a restarted log again failed", error=str(exc))
+
+    def _has_answers(self, batches: dict[TopicPartition, Any]) -> bool:
+        """True when `batches` hold answer events (not only owners' messages)."""
+        return any(tp.topic == self._topic and records for tp, records in batches.items())
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], now: float) -> int:
         """Hand the record on; `LOG_RESTARTED` when its partition must be read again."""

@@ -9,6 +9,7 @@ from types import TracebackType
 from tidings.common.kafka import ensure_topics, kafka_producer
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import MemoryClient
+from tidings.common.pacing import FetchPacer
 from tidings.common.runtime import HttpServer
 from tidings.gateway.app import create_app
 from tidings.gateway.fanout import ResponseFanout
@@ -59,11 +60,13 @@ class GatewayService:
             producer = await stack.enter_async_context(
                 kafka_producer(settings.kafka, name="gateway")
             )
+            pacer = FetchPacer.from_settings(settings.kafka, name="gateway-fanout")
             publisher = KafkaPublisher(
                 producer,
                 settings.kafka.user_messages_topic,
                 timeout_s=settings.publish_timeout_s,
                 broker_up=lambda: watch.up,
+                on_publish=pacer.touch,
             )
             fanout = await stack.enter_async_context(
                 ResponseFanout(
@@ -72,7 +75,7 @@ class GatewayService:
                     owners=self.owners if settings.auth == "jwt" else None,
                     backfill_records=settings.backfill_max_records,
                     backfill_age_s=settings.replay_max_age_s,
-                    fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+                    pacer=pacer,
                 )
             )
 

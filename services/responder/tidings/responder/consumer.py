@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from tidings.common.events import MESSAGE_CANCEL, CancelRequest, parse_inbound_event
 from tidings.common.kafka import is_transient
 from tidings.common.logging import get_logger
+from tidings.common.pacing import FetchPacer
 from tidings.responder import metrics
 from tidings.responder.cancels import CancelRegistry
 from tidings.responder.partition import Handler, PartitionWorker, Record
@@ -72,8 +73,11 @@ class ResponderConsumer:
         on_crash: Callable[[BaseException], None],
         cancels: CancelRegistry | None = None,
         poll_timeout_ms: int = 200,
+        pacer: FetchPacer | None = None,
     ) -> None:
         self._cancels = cancels or CancelRegistry()
+        # Short fetch waits while messages arrive and answers finish, the idle wait after.
+        self._pacer = pacer
         self._consumer = consumer
         self._topic = topic
         self._handler = handler
@@ -103,6 +107,8 @@ class ResponderConsumer:
     def start(self) -> None:
         """Subscribe and start fetching in a background task."""
         self._consumer.subscribe([self._topic], listener=_Listener(self))
+        if self._pacer is not None:
+            self._pacer.attach(self._consumer)
         self._task = asyncio.create_task(self._run(), name="responder-fetch")
         self._task.add_done_callback(self._fetch_loop_ended)
         self._committer = asyncio.create_task(self._commit_finished(), name="responder-commit")
@@ -130,6 +136,11 @@ class ResponderConsumer:
                 log.warning("fetch failed; retrying", error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
+            if self._pacer is not None:
+                if batches:
+                    self._pacer.touch()
+                else:
+                    self._pacer.tick()
             for tp, records in batches.items():
                 worker = self._workers.get(tp)
                 # Records of a partition revoked meanwhile belong to its next owner.
@@ -144,6 +155,9 @@ class ResponderConsumer:
         while not self._stopping:
             await self._finished.wait()
             self._finished.clear()
+            if self._pacer is not None:
+                # A conversation's next message tends to follow its answer.
+                self._pacer.touch()
             await self.commit(list(self._workers.values()))
 
     def _add(self, worker: PartitionWorker, records: list[Record]) -> None:

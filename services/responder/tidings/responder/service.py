@@ -13,6 +13,7 @@ from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import MemoryClient
 from tidings.common.ops import ops_app
+from tidings.common.pacing import FetchPacer
 from tidings.common.runtime import HttpServer
 from tidings.responder.cancels import CancelRegistry
 from tidings.responder.consumer import ResponderConsumer
@@ -109,6 +110,7 @@ class ResponderService:
                 revoke_grace_s=settings.revoke_grace_s,
                 on_crash=self._crashed,
                 cancels=self.cancels,
+                pacer=FetchPacer.from_settings(kafka, name="responder"),
             )
             self._consumer.start()
             self._http = HttpServer(

@@ -1,0 +1,120 @@
+"""Fetch pacing: a short long-poll wait while traffic flows, the longer one when idle.
+
+Tansu holds every fetch for its whole wait, data or not, so there the wait bounds the latency
+of every hop (a record waits for the end of the fetch in progress) and sets how often an idle
+consumer polls. One fixed wait trades the two against each other; a pacer does not have to:
+the gateway's fan-out and the responder fetch with KAFKA_FETCH_BUSY_WAIT_MS while messages and
+answers flow (and for KAFKA_FETCH_BUSY_HOLD_S after the last), and with
+KAFKA_FETCH_MAX_WAIT_MS when idle, so an idle stack costs no more CPU than before.
+
+aiokafka fixes the wait when the consumer is created and has no public way to change it; the
+pacer sets its fetcher's `_fetch_max_wait_ms`, which the next fetch request reads. Should a
+later aiokafka not have that attribute, the consumer keeps the wait it was created with (the
+idle one) and a warning says so once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tidings.common.logging import get_logger
+from tidings.common.metrics import FETCH_WAIT
+from tidings.common.settings import KafkaSettings
+
+log = get_logger(__name__)
+
+_FETCHER_WAIT = "_fetch_max_wait_ms"
+
+
+def set_fetch_wait(consumer: Any, wait_ms: int) -> bool:
+    """Make the consumer's next fetch requests wait at most `wait_ms`; False if unsupported."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None or not isinstance(getattr(fetcher, _FETCHER_WAIT, None), int):
+        return False
+    setattr(fetcher, _FETCHER_WAIT, wait_ms)
+    return True
+
+
+class FetchPacer:
+    """Switches one consumer between the busy and the idle fetch wait.
+
+    `touch()` on traffic (a message published or fetched, an answer event, an answer
+    finished); `tick()` from the consumer's loop, which returns to the idle wait once
+    `hold_s` has passed without traffic. `attach()` a (new) consumer once it has started.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        idle_ms: int,
+        busy_ms: int,
+        hold_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.idle_ms = idle_ms
+        self.busy_ms = min(busy_ms, idle_ms)
+        self._hold_s = hold_s
+        self._clock = clock
+        self._consumer: Any = None
+        self._busy_until = float("-inf")
+        self._wait_ms = idle_ms
+        self._unsupported = False
+        self._gauge = FETCH_WAIT.labels(consumer=name)
+        self._gauge.set(idle_ms)
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings, *, name: str) -> FetchPacer:
+        return cls(
+            name=name,
+            idle_ms=settings.fetch_max_wait_ms,
+            busy_ms=settings.fetch_busy_wait_ms,
+            hold_s=settings.fetch_busy_hold_s,
+        )
+
+    @property
+    def wait_ms(self) -> int:
+        """The wait the consumer's fetches use now."""
+        return self._wait_ms
+
+    @property
+    def busy(self) -> bool:
+        return self._wait_ms == self.busy_ms and self.busy_ms != self.idle_ms
+
+    def attach(self, consumer: Any) -> None:
+        """Pace this (started) consumer from now on, beginning with the current wait."""
+        self._consumer = consumer
+        self._apply(self._wait_ms)
+
+    def detach(self) -> None:
+        self._consumer = None
+
+    def touch(self) -> None:
+        """Traffic: use the busy wait until `hold_s` from now."""
+        self._busy_until = self._clock() + self._hold_s
+        if self._wait_ms != self.busy_ms:
+            self._apply(self.busy_ms)
+
+    def tick(self) -> None:
+        """Back to the idle wait once the hold has run out."""
+        if self._wait_ms != self.idle_ms and self._clock() >= self._busy_until:
+            self._apply(self.idle_ms)
+
+    def _apply(self, wait_ms: int) -> None:
+        self._wait_ms = wait_ms
+        if self._unsupported:
+            return
+        self._gauge.set(wait_ms)
+        if self._consumer is None:
+            return
+        if not set_fetch_wait(self._consumer, wait_ms):
+            self._unsupported = True
+            self._gauge.set(self.idle_ms)
+            log.warning(
+                "this aiokafka cannot change a consumer's fetch wait; keeping the idle one",
+                consumer=self.name,
+                wait_ms=self.idle_ms,
+            )

@@ -1,0 +1,100 @@
+"""Fetch pacing: busy wait on traffic, idle wait once the hold has run out."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from prometheus_client import REGISTRY
+
+from tidings.common.pacing import FetchPacer, set_fetch_wait
+from tidings.common.settings import KafkaSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def consumer(wait_ms: int = 10) -> SimpleNamespace:
+    """Stands in for a started AIOKafkaConsumer: its fetcher holds the wait it sends."""
+    return SimpleNamespace(_fetcher=SimpleNamespace(_fetch_max_wait_ms=wait_ms))
+
+
+def pacer(clock: Clock, name: str = "test") -> FetchPacer:
+    return FetchPacer(name=name, idle_ms=10, busy_ms=3, hold_s=5.0, clock=clock)
+
+
+def gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value("tidings_kafka_fetch_wait_ms", {"consumer": name})
+
+
+def test_traffic_switches_to_the_busy_wait_and_the_hold_back_to_idle() -> None:
+    clock, target = Clock(), consumer()
+    paced = pacer(clock, "switch")
+    paced.attach(target)
+    assert target._fetcher._fetch_max_wait_ms == 10
+    paced.touch()
+    assert target._fetcher._fetch_max_wait_ms == 3
+    assert paced.busy
+    assert gauge("switch") == 3
+    clock.now += 4.9
+    paced.tick()
+    assert target._fetcher._fetch_max_wait_ms == 3
+    paced.touch()  # traffic again: the hold starts over
+    clock.now += 4.9
+    paced.tick()
+    assert target._fetcher._fetch_max_wait_ms == 3
+    clock.now += 0.2
+    paced.tick()
+    assert target._fetcher._fetch_max_wait_ms == 10
+    assert not paced.busy
+    assert gauge("switch") == 10
+
+
+def test_a_consumer_attached_later_gets_the_current_wait() -> None:
+    """After a restart (broker outage) the new consumer continues in the state it was in."""
+    clock = Clock()
+    paced = pacer(clock)
+    paced.touch()
+    first = consumer()
+    paced.attach(first)
+    assert first._fetcher._fetch_max_wait_ms == 3
+    paced.detach()
+    clock.now += 10
+    paced.tick()
+    assert first._fetcher._fetch_max_wait_ms == 3  # detached: no longer touched
+    second = consumer()
+    paced.attach(second)
+    assert second._fetcher._fetch_max_wait_ms == 10
+
+
+def test_the_busy_wait_is_never_longer_than_the_idle_one() -> None:
+    paced = FetchPacer(name="t", idle_ms=500, busy_ms=3, hold_s=1)
+    assert paced.busy_ms == 3
+    paced = FetchPacer(name="t", idle_ms=2, busy_ms=3, hold_s=1)
+    assert paced.busy_ms == 2
+    target = consumer(2)
+    paced.attach(target)
+    paced.touch()
+    assert target._fetcher._fetch_max_wait_ms == 2
+    assert not paced.busy  # busy and idle are the same wait: pacing is off
+
+
+def test_an_aiokafka_without_the_attribute_keeps_the_idle_wait() -> None:
+    clock = Clock()
+    paced = pacer(clock, "unsupported")
+    target = SimpleNamespace(_fetcher=SimpleNamespace())
+    assert not set_fetch_wait(target, 3)
+    paced.attach(target)
+    paced.touch()
+    assert not hasattr(target._fetcher, "_fetch_max_wait_ms")
+    assert gauge("unsupported") == 10  # reports the wait actually in use
+
+
+def test_settings_give_the_pacer_its_waits() -> None:
+    settings = KafkaSettings(fetch_max_wait_ms=20, fetch_busy_wait_ms=4, fetch_busy_hold_s=2.5)
+    paced = FetchPacer.from_settings(settings, name="s")
+    assert (paced.idle_ms, paced.busy_ms, paced.wait_ms) == (20, 4, 20)
