@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from tidings.common.settings import KafkaSettings
+
 T = TypeVar("T")
 
 TITLE = "Gateway: accepted messages, open streams, pipeline overhead"
@@ -370,6 +372,7 @@ def responder_main(delay_s: float) -> None:
         parse_inbound_event,
     )
     from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
+    from tidings.common.pacing import FetchPacer
     from tidings.common.settings import KafkaSettings
 
     async def main() -> None:
@@ -389,6 +392,9 @@ def responder_main(delay_s: float) -> None:
             await _until(lambda: len(consumer.assignment()) == settings.topic_partitions)
             for tp in consumer.assignment():
                 await consumer.position(tp)
+            # Paced like the real responder's consumer (tidings.common.pacing).
+            pacer = FetchPacer.from_settings(settings, name="sim-responder")
+            pacer.attach(consumer)
             ready = Path(os.environ["BENCH_READY_FILE"])
             await asyncio.to_thread(ready.write_text, "ready")
 
@@ -422,6 +428,10 @@ def responder_main(delay_s: float) -> None:
             tasks: set[asyncio.Task[None]] = set()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
+                if batches:
+                    pacer.touch()
+                else:
+                    pacer.tick()
                 for records in batches.values():
                     for record in records:
                         event = parse_inbound_event(record.value or b"")
@@ -492,13 +502,13 @@ async def _session(
 ECHO_QUESTION = "Could you describe the view from a lighthouse at dawn?"
 
 
-async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, float]]:
-    """The same load through the real responder (`tidings responder`, LLM_BACKEND=echo)."""
+def _start_echo(stack: dict[str, Any], **extra: str) -> tuple[list[Proc], int, int]:
+    """A gateway and the real responder with the echo backend, on fresh topics."""
     prefix = f"e{uuid.uuid4().hex[:8]}-"
-    gateway, port = _start_gateway(stack, prefix)
+    gateway, port = _start_gateway(stack, prefix, **extra)
     ops_port = _free_port()
     responder = Proc(
-        "responder-echo",
+        f"responder-echo-{ops_port}",
         [TIDINGS, "responder"],
         {
             **_kafka_env(stack["bootstrap"], prefix),
@@ -513,38 +523,56 @@ async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, fl
             # 50 sessions answer at once; the default 8 would measure queueing for the
             # responder's slots, not the pipeline.
             "RESPONDER_MAX_CONCURRENCY": str(PIPE_SESSIONS + 14),
+            **extra,
         },
         stack["log_dir"],
     )
     stack["procs"].append(responder)
+    return [responder, gateway], port, ops_port
+
+
+async def _echo_load(stack: dict[str, Any], *, burst: bool, **extra: str) -> dict[str, Any]:
+    """Through a fresh gateway and echo responder: first-token delays (s) of one session
+    alone, of 50 independent sessions (and their response-header times), and - with `burst`
+    - of the same 50 in lockstep."""
+    procs, port, ops_port = _start_echo(stack, **extra)
     await _wait_http(port, "/ready")
     await _wait_http(ops_port, "/ready", timeout_s=90)
     await _session(port, 2, [], None, message=ECHO_QUESTION)  # warm-up
-    alone: list[float] = []
-    await _session(port, 20, alone, None, message=ECHO_QUESTION)
+    run: dict[str, Any] = {name: [] for name in ("alone", "firsts", "heads", "burst", "bheads")}
+    await _session(port, 20, run["alone"], None, message=ECHO_QUESTION)
     pauses = random.Random(PIPE_SESSIONS)
-    firsts: list[float] = []
-    heads: list[float] = []
     started = time.monotonic()
     await asyncio.gather(
         *(
-            _session(port, PIPE_ROUNDS, firsts, None, heads, ECHO_QUESTION, pauses)
+            _session(port, PIPE_ROUNDS, run["firsts"], None, run["heads"], ECHO_QUESTION, pauses)
             for _ in range(PIPE_SESSIONS)
         )
     )
-    took = time.monotonic() - started
-    burst: list[float] = []
-    burst_heads: list[float] = []
-    burst_started = time.monotonic()
-    await asyncio.gather(
-        *(
-            _session(port, PIPE_ROUNDS, burst, None, burst_heads, ECHO_QUESTION)
-            for _ in range(PIPE_SESSIONS)
+    run["took"] = time.monotonic() - started
+    started = time.monotonic()
+    if burst:
+        await asyncio.gather(
+            *(
+                _session(port, PIPE_ROUNDS, run["burst"], None, run["bheads"], ECHO_QUESTION)
+                for _ in range(PIPE_SESSIONS)
+            )
         )
-    )
-    burst_took = time.monotonic() - burst_started
-    responder.stop()
-    gateway.stop()
+    run["burst_took"] = time.monotonic() - started
+    for proc in procs:
+        proc.stop()
+    return run
+
+
+async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """The same load through the real responder (`tidings responder`, LLM_BACKEND=echo);
+    then once more with fetch pacing off (the busy wait = the idle one), for comparison."""
+    paced = await _echo_load(stack, burst=True)
+    alone, firsts, heads, took = paced["alone"], paced["firsts"], paced["heads"], paced["took"]
+    burst, burst_heads, burst_took = paced["burst"], paced["bheads"], paced["burst_took"]
+    idle_ms = KafkaSettings().fetch_max_wait_ms
+    unpaced_run = await _echo_load(stack, burst=False, KAFKA_FETCH_BUSY_WAIT_MS=str(idle_ms))
+    unpaced_alone, unpaced = unpaced_run["alone"], unpaced_run["firsts"]
     p50, p99 = _pct(firsts, 0.5), _pct(firsts, 0.99)
     met = "met" if p50 <= 10 and p99 <= 40 else "NOT met"
     text = (
@@ -556,7 +584,10 @@ async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, fl
         f"message ({len(firsts)} answers in {took:.1f} s, {len(firsts) / took:.0f}/s); then the "
         f"same sessions in lockstep, all {PIPE_SESSIONS} posting at the same instant after "
         f"every answer ({len(burst)} answers in {burst_took:.1f} s, "
-        f"{len(burst) / burst_took:.0f}/s).\n\n"
+        f"{len(burst) / burst_took:.0f}/s). The consumers fetch with the busy wait "
+        f"(KAFKA_FETCH_BUSY_WAIT_MS, 3 ms) while messages flow; the last two rows are a fresh "
+        f"gateway and responder with pacing off (every fetch waits {idle_ms} ms, "
+        f"KAFKA_FETCH_MAX_WAIT_MS), in the same run.\n\n"
         f"| measure | p50 | p99 | target |\n|---|---|---|---|\n"
         f"| POST to first token, minus the echo backend's first-token delay | {p50:.1f} ms | "
         f"{p99:.1f} ms | p50 <= 10, p99 <= 40: {met} |\n"
@@ -567,7 +598,11 @@ async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, fl
         f"| lockstep burst: POST to response headers | "
         f"{_pct(burst_heads, 0.5):.1f} ms | {_pct(burst_heads, 0.99):.1f} ms | - |\n"
         f"| one session alone (20 messages): POST to first token minus delay | "
-        f"{_pct(alone, 0.5):.1f} ms | {_pct(alone, 0.99):.1f} ms | - |\n\n"
+        f"{_pct(alone, 0.5):.1f} ms | {_pct(alone, 0.99):.1f} ms | - |\n"
+        f"| pacing off, 50 sessions: POST to first token minus delay | "
+        f"{_pct(unpaced, 0.5):.1f} ms | {_pct(unpaced, 0.99):.1f} ms | - |\n"
+        f"| pacing off, one session alone | "
+        f"{_pct(unpaced_alone, 0.5):.1f} ms | {_pct(unpaced_alone, 0.99):.1f} ms | - |\n\n"
         f"In the burst, {PIPE_SESSIONS} requests reach the gateway within a millisecond and "
         f"its one event loop takes them in turn; the last waits for the other "
         f"{PIPE_SESSIONS - 1} (see the response-header row).\n"
