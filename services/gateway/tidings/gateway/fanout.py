@@ -123,7 +123,8 @@ class ResponseFanout:
         self._owners = owners
         self._backfill_records = backfill_records
         self._backfill_age_s = backfill_age_s
-        # Short fetch waits while answers are expected or arriving, the idle wait after.
+        # Short fetch waits while clients wait for answers on this replica (the hub touches
+        # it when a stream opens or an event reaches one), the idle wait after.
         self._pacer = pacer or FetchPacer.from_settings(settings, name="gateway-fanout")
         self._start_timeout_s = start_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
@@ -282,10 +283,7 @@ class ResponseFanout:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            if self._has_answers(batches):
-                self._pacer.touch()
-            else:
-                self._pacer.tick()
+            self._pacer.tick()  # the hub touches it while clients wait for answers here
             now = time.monotonic()
             restarted: list[TopicPartition] = []
             for tp, records in batches.items():
@@ -312,10 +310,6 @@ class ResponseFanout:
                     await self._read_again(consumer, tp)
                 except KafkaError as exc:
                     log.warning("reading a restarted log again failed", error=str(exc))
-
-    def _has_answers(self, batches: dict[TopicPartition, Any]) -> bool:
-        """True when `batches` hold answer events (not only owners' messages)."""
-        return any(tp.topic == self._topic and records for tp, records in batches.items())
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], now: float) -> int:
         """Hand the record on; `LOG_RESTARTED` when its partition must be read again."""

@@ -43,10 +43,8 @@ class KafkaPublisher:
         *,
         timeout_s: float,
         broker_up: Callable[[], bool] = lambda: True,
-        on_publish: Callable[[], None] = lambda: None,
     ) -> None:
         self._producer = producer
-        self._on_publish = on_publish
         self._topic = topic
         self._timeout_s = timeout_s
         self._broker_up = broker_up
@@ -63,8 +61,6 @@ class KafkaPublisher:
             PUBLISH_FAILURES.inc()
             raise PublishError("broker unreachable")
         started = time.perf_counter()
-        # An answer is on its way: the fan-out fetches with the busy wait (see pacing).
-        self._on_publish()
         try:
             async with asyncio.timeout(self._timeout_s):
                 await publish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 
@@ -50,7 +51,8 @@ class GatewayService:
 
     async def __aenter__(self) -> GatewayService:
         settings = self.settings
-        self.hub = _new_hub(settings)
+        pacer = FetchPacer.from_settings(settings.kafka, name="gateway-fanout")
+        self.hub = _new_hub(settings, on_activity=pacer.touch)
         self.owners = OwnershipMap(settings.ownership_max_sessions)
         await ensure_topics(settings.kafka)
         async with AsyncExitStack() as stack:
@@ -60,13 +62,11 @@ class GatewayService:
             producer = await stack.enter_async_context(
                 kafka_producer(settings.kafka, name="gateway")
             )
-            pacer = FetchPacer.from_settings(settings.kafka, name="gateway-fanout")
             publisher = KafkaPublisher(
                 producer,
                 settings.kafka.user_messages_topic,
                 timeout_s=settings.publish_timeout_s,
                 broker_up=lambda: watch.up,
-                on_publish=pacer.touch,
             )
             fanout = await stack.enter_async_context(
                 ResponseFanout(
@@ -132,14 +132,16 @@ class GatewayService:
         log.info("gateway stopped")
 
 
-def _new_hub(settings: GatewaySettings) -> FanoutHub:
+def _new_hub(
+    settings: GatewaySettings, *, on_activity: Callable[[], None] = lambda: None
+) -> FanoutHub:
     buffer = ReplayBuffer(
         max_events_per_session=settings.replay_max_events,
         max_sessions=settings.replay_max_sessions,
         max_age_s=settings.replay_max_age_s,
         max_bytes_per_session=settings.replay_max_bytes,
     )
-    return FanoutHub(buffer, max_pending=settings.stream_queue_size)
+    return FanoutHub(buffer, max_pending=settings.stream_queue_size, on_activity=on_activity)
 
 
 async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
