@@ -3,9 +3,13 @@
 Tansu holds every fetch for its whole wait, data or not, so there the wait bounds the latency
 of every hop (a record waits for the end of the fetch in progress) and sets how often an idle
 consumer polls. One fixed wait trades the two against each other; a pacer does not have to:
-the gateway's fan-out and the responder fetch with KAFKA_FETCH_BUSY_WAIT_MS while messages and
-answers flow (and for KAFKA_FETCH_BUSY_HOLD_S after the last), and with
-KAFKA_FETCH_MAX_WAIT_MS when idle, so an idle stack costs no more CPU than before.
+the responder fetches with KAFKA_FETCH_BUSY_WAIT_MS while messages arrive and answers finish
+(and for KAFKA_FETCH_BUSY_HOLD_S after the last), and with KAFKA_FETCH_MAX_WAIT_MS when idle,
+so an idle stack costs no more CPU than before.
+
+The gateway's fan-out is not paced: with a 3 ms wait, a replica restarted (kill -9) during
+the chaos drill stopped receiving one answer partition - the one it had started reading from
+the middle of its log - in 2 of 2 full drills, against 0 of 2 without (docs/gateway.md).
 
 aiokafka fixes the wait when the consumer is created and has no public way to change it; the
 pacer sets its fetcher's `_fetch_max_wait_ms`, which the next fetch request reads. Should a

@@ -33,7 +33,6 @@ from pydantic import ValidationError
 from tidings.common.events import UserMessage, parse_inbound_event, parse_response_event
 from tidings.common.kafka import topic_partitions_of
 from tidings.common.logging import get_logger
-from tidings.common.pacing import FetchPacer
 from tidings.common.settings import KafkaSettings
 from tidings.gateway.hub import DUPLICATE, LOG_RESTARTED, FanoutHub, Mark
 from tidings.gateway.metrics import EVENTS_FANNED_OUT, INVALID_EVENTS
@@ -113,7 +112,7 @@ class ResponseFanout:
         owners: OwnershipMap | None = None,
         backfill_records: int = 0,
         backfill_age_s: float = 600.0,
-        pacer: FetchPacer | None = None,
+        fetch_max_wait_ms: int = 20,
         start_timeout_s: float = 30.0,
     ) -> None:
         self._settings = settings
@@ -123,9 +122,7 @@ class ResponseFanout:
         self._owners = owners
         self._backfill_records = backfill_records
         self._backfill_age_s = backfill_age_s
-        # Short fetch waits while clients wait for answers on this replica (the hub touches
-        # it when a stream opens or an event reaches one), the idle wait after.
-        self._pacer = pacer or FetchPacer.from_settings(settings, name="gateway-fanout")
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._start_timeout_s = start_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -162,7 +159,7 @@ class ResponseFanout:
             client_id=f"{self._settings.client_id}-gateway-fanout",
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=self._pacer.idle_ms,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             **self._settings.client_kwargs(),
         )
         await consumer.start()
@@ -174,7 +171,6 @@ class ResponseFanout:
             await _stop(consumer)
             self._consumer = None
             raise
-        self._pacer.attach(consumer)
         self._task = asyncio.create_task(self._run(consumer), name="gateway-fanout")
         self._task.add_done_callback(_log_task_end)
 
@@ -185,7 +181,6 @@ class ResponseFanout:
                 await self._task
             self._task = None
         if self._consumer is not None:
-            self._pacer.detach()
             await _stop(self._consumer)
             self._consumer = None
         self._partitions = []
@@ -283,7 +278,6 @@ class ResponseFanout:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            self._pacer.tick()  # the hub touches it while clients wait for answers here
             now = time.monotonic()
             restarted: list[TopicPartition] = []
             for tp, records in batches.items():
