@@ -54,18 +54,17 @@ def test_traffic_switches_to_the_busy_wait_and_the_hold_back_to_idle() -> None:
     assert gauge("switch") == 10
 
 
-def test_a_consumer_attached_later_gets_the_current_wait() -> None:
-    """After a restart (broker outage) the new consumer continues in the state it was in."""
+def test_traffic_before_the_consumer_is_attached_is_not_forgotten() -> None:
+    """The consumer starts fetching in the state the pacer is in when it is attached."""
     clock = Clock()
     paced = pacer(clock)
     paced.touch()
     first = consumer()
     paced.attach(first)
     assert first._fetcher._fetch_max_wait_ms == 3
-    paced.detach()
     clock.now += 10
     paced.tick()
-    assert first._fetcher._fetch_max_wait_ms == 3  # detached: no longer touched
+    assert first._fetcher._fetch_max_wait_ms == 10
     second = consumer()
     paced.attach(second)
     assert second._fetcher._fetch_max_wait_ms == 10

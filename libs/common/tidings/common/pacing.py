@@ -9,7 +9,7 @@ so an idle stack costs no more CPU than before.
 
 The gateway's fan-out is not paced: with a 3 ms wait, a replica restarted (kill -9) during
 the chaos drill stopped receiving one answer partition - the one it had started reading from
-the middle of its log - in 2 of 2 full drills, against 0 of 2 without (docs/gateway.md).
+the middle of its log - in 2 of 2 full drills, against 0 of 3 without (docs/reliability.md).
 
 aiokafka fixes the wait when the consumer is created and has no public way to change it; the
 pacer sets its fetcher's `_fetch_max_wait_ms`, which the next fetch request reads. Should a
@@ -44,9 +44,9 @@ def set_fetch_wait(consumer: Any, wait_ms: int) -> bool:
 class FetchPacer:
     """Switches one consumer between the busy and the idle fetch wait.
 
-    `touch()` on traffic (a message published or fetched, an answer event, an answer
-    finished); `tick()` from the consumer's loop, which returns to the idle wait once
-    `hold_s` has passed without traffic. `attach()` a (new) consumer once it has started.
+    `touch()` on traffic (the responder: a message fetched, an answer finished); `tick()`
+    from the consumer's loop, which returns to the idle wait once `hold_s` has passed
+    without traffic. `attach()` the consumer once it has started.
     """
 
     def __init__(
@@ -92,9 +92,6 @@ class FetchPacer:
         """Pace this (started) consumer from now on, beginning with the current wait."""
         self._consumer = consumer
         self._apply(self._wait_ms)
-
-    def detach(self) -> None:
-        self._consumer = None
 
     def touch(self) -> None:
         """Traffic: use the busy wait until `hold_s` from now."""
