@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -531,34 +532,46 @@ def _start_echo(stack: dict[str, Any], **extra: str) -> tuple[list[Proc], int, i
     return [responder, gateway], port, ops_port
 
 
-async def _echo_load(stack: dict[str, Any], *, burst: bool, **extra: str) -> dict[str, Any]:
-    """Through a fresh gateway and echo responder: first-token delays (s) of one session
-    alone, of 50 independent sessions (and their response-header times), and - with `burst`
-    - of the same 50 in lockstep."""
+@dataclass
+class EchoRun:
+    """First-token delays and response-header times (s) of one echo-pipeline load."""
+
+    alone: list[float] = field(default_factory=list)
+    firsts: list[float] = field(default_factory=list)
+    heads: list[float] = field(default_factory=list)
+    burst: list[float] = field(default_factory=list)
+    burst_heads: list[float] = field(default_factory=list)
+    took: float = 0.0
+    burst_took: float = 0.0
+
+
+async def _echo_load(stack: dict[str, Any], *, burst: bool, **extra: str) -> EchoRun:
+    """Through a fresh gateway and echo responder: one session alone, 50 independent
+    sessions and - with `burst` - the same 50 in lockstep."""
     procs, port, ops_port = _start_echo(stack, **extra)
     await _wait_http(port, "/ready")
     await _wait_http(ops_port, "/ready", timeout_s=90)
     await _session(port, 2, [], None, message=ECHO_QUESTION)  # warm-up
-    run: dict[str, Any] = {name: [] for name in ("alone", "firsts", "heads", "burst", "bheads")}
-    await _session(port, 20, run["alone"], None, message=ECHO_QUESTION)
+    run = EchoRun()
+    await _session(port, 20, run.alone, None, message=ECHO_QUESTION)
     pauses = random.Random(PIPE_SESSIONS)
     started = time.monotonic()
     await asyncio.gather(
         *(
-            _session(port, PIPE_ROUNDS, run["firsts"], None, run["heads"], ECHO_QUESTION, pauses)
+            _session(port, PIPE_ROUNDS, run.firsts, None, run.heads, ECHO_QUESTION, pauses)
             for _ in range(PIPE_SESSIONS)
         )
     )
-    run["took"] = time.monotonic() - started
-    started = time.monotonic()
+    run.took = time.monotonic() - started
     if burst:
+        started = time.monotonic()
         await asyncio.gather(
             *(
-                _session(port, PIPE_ROUNDS, run["burst"], None, run["bheads"], ECHO_QUESTION)
+                _session(port, PIPE_ROUNDS, run.burst, None, run.burst_heads, ECHO_QUESTION)
                 for _ in range(PIPE_SESSIONS)
             )
         )
-    run["burst_took"] = time.monotonic() - started
+        run.burst_took = time.monotonic() - started
     for proc in procs:
         proc.stop()
     return run
@@ -568,11 +581,11 @@ async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, fl
     """The same load through the real responder (`tidings responder`, LLM_BACKEND=echo);
     then once more with fetch pacing off (the busy wait = the idle one), for comparison."""
     paced = await _echo_load(stack, burst=True)
-    alone, firsts, heads, took = paced["alone"], paced["firsts"], paced["heads"], paced["took"]
-    burst, burst_heads, burst_took = paced["burst"], paced["bheads"], paced["burst_took"]
+    alone, firsts, heads, took = paced.alone, paced.firsts, paced.heads, paced.took
+    burst, burst_heads, burst_took = paced.burst, paced.burst_heads, paced.burst_took
     idle_ms = KafkaSettings().fetch_max_wait_ms
     unpaced_run = await _echo_load(stack, burst=False, KAFKA_FETCH_BUSY_WAIT_MS=str(idle_ms))
-    unpaced_alone, unpaced = unpaced_run["alone"], unpaced_run["firsts"]
+    unpaced_alone, unpaced = unpaced_run.alone, unpaced_run.firsts
     p50, p99 = _pct(firsts, 0.5), _pct(firsts, 0.99)
     met = "met" if p50 <= 10 and p99 <= 40 else "NOT met"
     text = (
