@@ -97,3 +97,23 @@ def test_settings_give_the_pacer_its_waits() -> None:
     settings = KafkaSettings(fetch_max_wait_ms=20, fetch_busy_wait_ms=4, fetch_busy_hold_s=2.5)
     paced = FetchPacer.from_settings(settings, name="s")
     assert (paced.idle_ms, paced.busy_ms, paced.wait_ms) == (20, 4, 20)
+
+
+def test_a_backlog_keeps_the_idle_wait_until_it_is_read() -> None:
+    """Reading a backlog goes at the idle wait whatever the traffic; once caught up, the
+    traffic's hold decides again."""
+    clock, target = Clock(), consumer()
+    paced = pacer(clock, "backlog")
+    paced.attach(target)
+    paced.backlog(True)
+    paced.touch()
+    assert target._fetcher._fetch_max_wait_ms == 10
+    assert not paced.busy
+    clock.now += 1.0
+    paced.backlog(False)  # caught up within the hold of the last traffic
+    assert target._fetcher._fetch_max_wait_ms == 3
+    paced.backlog(True)  # fell behind again
+    assert target._fetcher._fetch_max_wait_ms == 10
+    clock.now += 4.1
+    paced.backlog(False)  # caught up after the hold ran out
+    assert target._fetcher._fetch_max_wait_ms == 10

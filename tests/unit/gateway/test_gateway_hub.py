@@ -164,3 +164,21 @@ def test_a_subscription_keeps_the_marks_of_its_snapshot() -> None:
     assert subscription.mark(0) == Mark(0, first.timestamp)
     assert subscription.mark(1) is None
     assert hub.high_water(0) == 1
+
+
+def test_activity_is_a_stream_opening_or_an_event_reaching_one() -> None:
+    """What makes the fan-out fetch with the busy wait: a client waiting here, not traffic
+    nobody on this replica is watching (202-only posts, other replicas' streams)."""
+    touches: list[str] = []
+    buffer = ReplayBuffer(max_events_per_session=1000, max_sessions=100, max_age_s=600)
+    hub = FanoutHub(buffer, max_pending=100, on_activity=lambda: touches.append("touch"))
+    kafka = Positions()
+    hub.dispatch(kafka.wrap(start()))
+    assert touches == []  # buffered for later readers, nobody waiting
+    subscription = hub.subscribe(SESSION)
+    assert touches == ["touch"]
+    hub.dispatch(kafka.wrap(delta(0, "a")))
+    assert touches == ["touch", "touch"]
+    subscription.close()
+    hub.dispatch(kafka.wrap(delta(1, "b")))
+    assert touches == ["touch", "touch"]

@@ -3,13 +3,16 @@
 Tansu holds every fetch for its whole wait, data or not, so there the wait bounds the latency
 of every hop (a record waits for the end of the fetch in progress) and sets how often an idle
 consumer polls. One fixed wait trades the two against each other; a pacer does not have to:
-the responder fetches with KAFKA_FETCH_BUSY_WAIT_MS while messages arrive and answers finish
-(and for KAFKA_FETCH_BUSY_HOLD_S after the last), and with KAFKA_FETCH_MAX_WAIT_MS when idle,
-so an idle stack costs no more CPU than before.
+a consumer fetches with KAFKA_FETCH_BUSY_WAIT_MS while its traffic flows (the responder:
+messages arriving and answers finishing; the gateway's fan-out: clients waiting for answers
+on the replica) and for KAFKA_FETCH_BUSY_HOLD_S after the last, and with
+KAFKA_FETCH_MAX_WAIT_MS when idle, so an idle stack costs no more CPU than before.
 
-The gateway's fan-out is not paced: with a 3 ms wait, a replica restarted (kill -9) during
-the chaos drill stopped receiving one answer partition - the one it had started reading from
-the middle of its log - in 2 of 2 full drills, against 0 of 3 without (docs/reliability.md).
+A consumer working through a backlog fetches with the idle wait whatever its traffic
+(`backlog(True)`): Tansu returns little of a partition's older records per short fetch while
+other clients keep it busy, so a gateway restarted in the chaos drill took 14-20 s instead
+of about 4 to read back the answer partition it started in the middle of, and in 2 drills
+never did within the users' 45 s (docs/reliability.md, "fetch pacing and backlogs").
 
 aiokafka fixes the wait when the consumer is created and has no public way to change it; the
 pacer sets its fetcher's `_fetch_max_wait_ms`, which the next fetch request reads. Should a
@@ -44,9 +47,11 @@ def set_fetch_wait(consumer: Any, wait_ms: int) -> bool:
 class FetchPacer:
     """Switches one consumer between the busy and the idle fetch wait.
 
-    `touch()` on traffic (the responder: a message fetched, an answer finished); `tick()`
+    `touch()` on traffic (the responder: a message fetched, an answer finished; the gateway's
+    fan-out: a stream opening, an answer event reaching one); `tick()`
     from the consumer's loop, which returns to the idle wait once `hold_s` has passed
-    without traffic. `attach()` the consumer once it has started.
+    without traffic; `backlog()` while the consumer is far behind the log, which keeps the
+    idle wait until it has caught up. `attach()` the consumer once it has started.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class FetchPacer:
         self._clock = clock
         self._consumer: Any = None
         self._busy_until = float("-inf")
+        self._behind = False
         self._wait_ms = idle_ms
         self._unsupported = False
         self._gauge = FETCH_WAIT.labels(consumer=name)
@@ -94,15 +100,24 @@ class FetchPacer:
         self._apply(self._wait_ms)
 
     def touch(self) -> None:
-        """Traffic: use the busy wait until `hold_s` from now."""
+        """Traffic: use the busy wait until `hold_s` from now (once caught up)."""
         self._busy_until = self._clock() + self._hold_s
-        if self._wait_ms != self.busy_ms:
-            self._apply(self.busy_ms)
+        self._update()
 
     def tick(self) -> None:
         """Back to the idle wait once the hold has run out."""
-        if self._wait_ms != self.idle_ms and self._clock() >= self._busy_until:
-            self._apply(self.idle_ms)
+        self._update()
+
+    def backlog(self, behind: bool) -> None:
+        """Whether the consumer is working through a backlog: the idle wait while it is."""
+        self._behind = behind
+        self._update()
+
+    def _update(self) -> None:
+        busy = not self._behind and self._clock() < self._busy_until
+        wait_ms = self.busy_ms if busy else self.idle_ms
+        if wait_ms != self._wait_ms:
+            self._apply(wait_ms)
 
     def _apply(self, wait_ms: int) -> None:
         self._wait_ms = wait_ms

@@ -84,19 +84,23 @@ class KafkaSettings(BaseSettings):
         le=5000,
         title="Fetch long-poll wait while busy (ms)",
         description=(
-            "The responder's fetch wait while messages arrive and answers finish, and for "
-            "KAFKA_FETCH_BUSY_HOLD_S after the last (never above KAFKA_FETCH_MAX_WAIT_MS). On "
-            "Tansu a shorter wait is a shorter hop (per hop p50: 3.1 ms at a 10 ms wait, 2.1 ms "
-            "at 3); the CPU it costs is paid only during traffic. The gateway's fan-out keeps "
-            "KAFKA_FETCH_MAX_WAIT_MS (docs/gateway.md). Set it to KAFKA_FETCH_MAX_WAIT_MS to "
-            "turn pacing off (real Kafka: 500)."
+            "The fetch wait of the responder while messages arrive and answers finish, and of "
+            "the gateway's fan-out while clients wait for answers on the replica, and for "
+            "KAFKA_FETCH_BUSY_HOLD_S after the last (never above KAFKA_FETCH_MAX_WAIT_MS; a "
+            "consumer reading back a backlog keeps KAFKA_FETCH_MAX_WAIT_MS). On Tansu a "
+            "shorter wait is a shorter hop (per hop p50: 3.1 ms at a 10 ms wait, 2.1 ms at 3); "
+            "the CPU it costs is paid only during traffic (docs/gateway.md). Set it to "
+            "KAFKA_FETCH_MAX_WAIT_MS to turn pacing off (real Kafka: 500)."
         ),
     )
     fetch_busy_hold_s: float = Field(
         default=10.0,
         ge=0,
         title="Busy fetch hold (s)",
-        description="How long after the last message or finished answer the responder stays busy.",
+        description=(
+            "How long the busy wait lasts after the last traffic (the responder: a message or "
+            "a finished answer; the gateway's fan-out: a stream opening or an event reaching one)."
+        ),
     )
 
     @property

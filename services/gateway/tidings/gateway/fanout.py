@@ -15,6 +15,10 @@ out and checks that the record there is still the same one (position and record 
 when it is not, or when the log no longer reaches that far, or when a record turns up below
 that position while reading, the partition is read again from the new log's start (see
 `FanoutHub.dispatch`).
+
+The reader is paced (`tidings.common.pacing`): it fetches with the short busy wait while
+clients wait for answers on this replica (the hub touches the pacer), and with the idle wait
+otherwise and while it trails the log by more than BACKLOG_RECORDS records on some partition.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from tidings.common.events import UserMessage, parse_inbound_event, parse_response_event
 from tidings.common.kafka import topic_partitions_of
 from tidings.common.logging import get_logger
+from tidings.common.pacing import FetchPacer
 from tidings.common.settings import KafkaSettings
 from tidings.gateway.hub import DUPLICATE, LOG_RESTARTED, FanoutHub, Mark
 from tidings.gateway.metrics import EVENTS_FANNED_OUT, INVALID_EVENTS
@@ -42,6 +47,26 @@ from tidings.gateway.replay import StreamEvent
 log = get_logger(__name__)
 
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+# How far (records) a partition may trail its high watermark and still count as caught up: a
+# few fetches' worth at full load. Further behind - a replica reading answers back after its
+# start, or one that fell behind - the fan-out fetches with the idle wait until it has caught
+# up (see tidings.common.pacing).
+BACKLOG_RECORDS = 200
+
+
+def behind(
+    positions: dict[TopicPartition, int],
+    highs: dict[TopicPartition, int | None],
+    limit: int = BACKLOG_RECORDS,
+) -> bool:
+    """True when some partition's next offset trails its high watermark by more than `limit`.
+
+    A partition with no high watermark known yet is not counted behind.
+    """
+    return any(
+        high is not None and high - positions.get(tp, high) > limit for tp, high in highs.items()
+    )
 
 
 def to_stream_event(record: ConsumerRecord[bytes, bytes], *, now: float) -> StreamEvent | None:
@@ -112,7 +137,7 @@ class ResponseFanout:
         owners: OwnershipMap | None = None,
         backfill_records: int = 0,
         backfill_age_s: float = 600.0,
-        fetch_max_wait_ms: int = 20,
+        pacer: FetchPacer | None = None,
         start_timeout_s: float = 30.0,
     ) -> None:
         self._settings = settings
@@ -122,7 +147,9 @@ class ResponseFanout:
         self._owners = owners
         self._backfill_records = backfill_records
         self._backfill_age_s = backfill_age_s
-        self._fetch_max_wait_ms = fetch_max_wait_ms
+        # Short fetch waits while clients wait for answers on this replica (the hub touches
+        # it when a stream opens or an event reaches one), the idle wait after.
+        self._pacer = pacer or FetchPacer.from_settings(settings, name="gateway-fanout")
         self._start_timeout_s = start_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +157,10 @@ class ResponseFanout:
         # Answer partitions continued at their mark after an outage: the first record read
         # must be the marked one, else the log started over.
         self._checking: dict[int, Mark] = {}
+        # Where each partition is read next, and its end when the reader started (until the
+        # broker reports a high watermark): how far behind the log the reader is.
+        self._positions: dict[TopicPartition, int] = {}
+        self._start_ends: dict[TopicPartition, int] = {}
 
     @property
     def ready(self) -> bool:
@@ -159,7 +190,7 @@ class ResponseFanout:
             client_id=f"{self._settings.client_id}-gateway-fanout",
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_max_wait_ms=self._pacer.idle_ms,
             **self._settings.client_kwargs(),
         )
         await consumer.start()
@@ -171,6 +202,7 @@ class ResponseFanout:
             await _stop(consumer)
             self._consumer = None
             raise
+        self._pacer.attach(consumer)
         self._task = asyncio.create_task(self._run(consumer), name="gateway-fanout")
         self._task.add_done_callback(_log_task_end)
 
@@ -185,6 +217,8 @@ class ResponseFanout:
             self._consumer = None
         self._partitions = []
         self._checking = {}
+        self._positions = {}
+        self._start_ends = {}
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         topics = [self._topic] + ([self._owners_topic] if self._owners is not None else [])
@@ -203,11 +237,14 @@ class ResponseFanout:
         if owners:
             begin = await consumer.beginning_offsets(owners)
             end = await consumer.end_offsets(owners)
+            self._start_ends.update(end)
             for tp in owners:
                 starts[tp] = max(begin[tp], end[tp] - 20 * self._backfill_records)
         for tp, offset in starts.items():
             consumer.seek(tp, offset)
+        self._positions = dict(starts)
         self._partitions = partitions
+        self._pacer.backlog(self._behind(consumer))
         log.info(
             "answer fan-out started",
             topic=self._topic,
@@ -224,6 +261,7 @@ class ResponseFanout:
         durable storage restarted); then it starts afresh, as a new replica would.
         """
         begins, ends, starts = await self._fresh_starts(consumer, partitions)
+        self._start_ends.update(ends)
         self._checking = {}
         for tp in partitions:
             mark = self._hub.mark(tp.partition)
@@ -257,6 +295,7 @@ class ResponseFanout:
         start = (await self._fresh_starts(consumer, [tp]))[2][tp]
         self._checking.pop(tp.partition, None)
         consumer.seek(tp, start)
+        self._positions[tp] = start
         self._hub.reading_from(tp.partition, start)
         log.warning(
             "answer log started over (the broker lost its records), reading it again",
@@ -281,6 +320,8 @@ class ResponseFanout:
             now = time.monotonic()
             restarted: list[TopicPartition] = []
             for tp, records in batches.items():
+                if records:
+                    self._positions[tp] = records[-1].offset + 1
                 for record in records:
                     try:
                         verdict = self._handle(record, now)
@@ -297,6 +338,7 @@ class ResponseFanout:
                         # The rest of this batch is read again from the new start; should
                         # that fail, from this record on, which then tells again.
                         consumer.seek(tp, record.offset)
+                        self._positions[tp] = record.offset
                         restarted.append(tp)
                         break
             for tp in restarted:
@@ -304,6 +346,13 @@ class ResponseFanout:
                     await self._read_again(consumer, tp)
                 except KafkaError as exc:
                     log.warning("reading a restarted log again failed", error=str(exc))
+            # The hub touches the pacer while clients wait for answers here; reading back a
+            # backlog goes at the idle wait.
+            self._pacer.backlog(self._behind(consumer))
+
+    def _behind(self, consumer: AIOKafkaConsumer) -> bool:
+        highs = {tp: _highwater(consumer, tp, self._start_ends.get(tp)) for tp in self._positions}
+        return behind(self._positions, highs)
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], now: float) -> int:
         """Hand the record on; `LOG_RESTARTED` when its partition must be read again."""
@@ -325,6 +374,15 @@ class ResponseFanout:
         if verdict >= 0:
             EVENTS_FANNED_OUT.labels(item.event.schema_).inc()
         return verdict
+
+
+def _highwater(consumer: AIOKafkaConsumer, tp: TopicPartition, default: int | None) -> int | None:
+    """The high watermark of the broker's last fetch answer for `tp`, else `default`."""
+    try:
+        high = consumer.highwater(tp)
+    except IllegalStateError:  # no longer assigned (the consumer is being replaced)
+        return None
+    return default if high is None else high
 
 
 async def _stop(consumer: AIOKafkaConsumer) -> None:

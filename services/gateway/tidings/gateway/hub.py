@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tidings.common.logging import get_logger
@@ -112,9 +113,18 @@ class Subscription:
 class FanoutHub:
     """The replay buffer plus the live subscribers of every session on this replica."""
 
-    def __init__(self, buffer: ReplayBuffer, *, max_pending: int) -> None:
+    def __init__(
+        self,
+        buffer: ReplayBuffer,
+        *,
+        max_pending: int,
+        on_activity: Callable[[], None] = lambda: None,
+    ) -> None:
         self._buffer = buffer
         self._max_pending = max_pending
+        # Called when a stream opens and when an event reaches one: a client waits for
+        # answers here, so the fan-out fetches with the busy wait (tidings.common.pacing).
+        self._on_activity = on_activity
         self._subscribers: dict[str, set[Subscription]] = {}
         self._closed = False
         # Last position handed out per partition: SSE ids at or below it have been seen here.
@@ -154,6 +164,8 @@ class FanoutHub:
         for subscription in list(subscribers):
             subscription.deliver(item)
             delivered += not subscription.closed
+        if delivered:
+            self._on_activity()
         return delivered
 
     def subscribe(self, session_id: str) -> Subscription:
@@ -165,6 +177,7 @@ class FanoutHub:
             subscription.close()
         else:
             self._subscribers.setdefault(session_id, set()).add(subscription)
+            self._on_activity()
         return subscription
 
     def snapshot(self, session_id: str) -> list[StreamEvent]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 
 from tidings.common.kafka import ensure_topics, kafka_producer
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import MemoryClient
+from tidings.common.pacing import FetchPacer
 from tidings.common.runtime import HttpServer
 from tidings.gateway.app import create_app
 from tidings.gateway.fanout import ResponseFanout
@@ -49,7 +51,8 @@ class GatewayService:
 
     async def __aenter__(self) -> GatewayService:
         settings = self.settings
-        self.hub = _new_hub(settings)
+        pacer = FetchPacer.from_settings(settings.kafka, name="gateway-fanout")
+        self.hub = _new_hub(settings, on_activity=pacer.touch)
         self.owners = OwnershipMap(settings.ownership_max_sessions)
         await ensure_topics(settings.kafka)
         async with AsyncExitStack() as stack:
@@ -72,7 +75,7 @@ class GatewayService:
                     owners=self.owners if settings.auth == "jwt" else None,
                     backfill_records=settings.backfill_max_records,
                     backfill_age_s=settings.replay_max_age_s,
-                    fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+                    pacer=pacer,
                 )
             )
 
@@ -129,14 +132,16 @@ class GatewayService:
         log.info("gateway stopped")
 
 
-def _new_hub(settings: GatewaySettings) -> FanoutHub:
+def _new_hub(
+    settings: GatewaySettings, *, on_activity: Callable[[], None] = lambda: None
+) -> FanoutHub:
     buffer = ReplayBuffer(
         max_events_per_session=settings.replay_max_events,
         max_sessions=settings.replay_max_sessions,
         max_age_s=settings.replay_max_age_s,
         max_bytes_per_session=settings.replay_max_bytes,
     )
-    return FanoutHub(buffer, max_pending=settings.stream_queue_size)
+    return FanoutHub(buffer, max_pending=settings.stream_queue_size, on_activity=on_activity)
 
 
 async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
