@@ -235,11 +235,11 @@ async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings, work: Path, threads
         "the rest of the stack figure is responder -> Kafka -> gateway -> SSE. Per request, "
         "the stack's time around the responder's model call (stack TTFT minus the responder's "
         f"own time to the model's first token): p50 {statistics.median(around) * 1000:.1f} ms, "
-        f"p95 {pct(around, 0.95) * 1000:.1f} ms. The responder long-polls for "
-        f"{kafka.fetch_busy_wait_ms} ms while messages flow (KAFKA_FETCH_BUSY_WAIT_MS), the "
-        f"gateway for {kafka.fetch_max_wait_ms} ms (KAFKA_FETCH_MAX_WAIT_MS), because Tansu "
-        "answers a fetch only when its wait expires; at Kafka's default 500 ms each hop waits "
-        "~200 ms on Tansu.\n"
+        f"p95 {pct(around, 0.95) * 1000:.1f} ms. The responder and the gateway's fan-out "
+        f"long-poll for {kafka.fetch_busy_wait_ms} ms while messages flow and clients wait "
+        f"(KAFKA_FETCH_BUSY_WAIT_MS), {kafka.fetch_max_wait_ms} ms otherwise "
+        "(KAFKA_FETCH_MAX_WAIT_MS), because Tansu answers a fetch only when its wait expires; "
+        "at Kafka's default 500 ms each hop waits ~200 ms on Tansu.\n"
     )
 
 
