@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
@@ -351,7 +351,12 @@ class ResponseFanout:
             self._pacer.backlog(self._behind(consumer))
 
     def _behind(self, consumer: AIOKafkaConsumer) -> bool:
-        highs = {tp: _highwater(consumer, tp, self._start_ends.get(tp)) for tp in self._positions}
+        """Whether the reader trails the log: the high watermarks of the broker's last fetch
+        answers, or, for a partition not fetched yet, its end when the reader started."""
+        highs: dict[TopicPartition, int | None] = {}
+        for tp in self._positions:
+            high = consumer.highwater(tp)
+            highs[tp] = self._start_ends.get(tp) if high is None else high
         return behind(self._positions, highs)
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], now: float) -> int:
@@ -374,15 +379,6 @@ class ResponseFanout:
         if verdict >= 0:
             EVENTS_FANNED_OUT.labels(item.event.schema_).inc()
         return verdict
-
-
-def _highwater(consumer: AIOKafkaConsumer, tp: TopicPartition, default: int | None) -> int | None:
-    """The high watermark of the broker's last fetch answer for `tp`, else `default`."""
-    try:
-        high = consumer.highwater(tp)
-    except IllegalStateError:  # no longer assigned (the consumer is being replaced)
-        return None
-    return default if high is None else high
 
 
 async def _stop(consumer: AIOKafkaConsumer) -> None:
