@@ -97,6 +97,21 @@ def last_answer(page: Page) -> Any:
     return page.locator(".message.assistant").last
 
 
+async def until_streaming(page: Page) -> None:
+    """Wait until the last answer shows `streaming`, checked every animation frame.
+
+    A 64-token answer can stream from its first token to `done` in about 250 ms, which fits
+    between two of `expect()`'s polls (seen once in `make test`).
+    """
+    answer = await last_answer(page).element_handle()
+    await page.wait_for_function(
+        "answer => answer.dataset.state === 'streaming'",
+        arg=answer,
+        polling="raf",
+        timeout=60_000,
+    )
+
+
 async def wait_state(page: Page, states: str, timeout_s: float = 90) -> str:
     """Wait until the last answer's `data-state` is one of `states` (space separated)."""
     wanted = states.split()
@@ -183,7 +198,7 @@ async def test_reload_during_an_answer_resumes_it_and_shows_it_once(
     await ask(page, "What is your return policy?")
     await wait_state(page, "done")
     await ask(page, LONG_QUESTION)
-    await expect(last_answer(page)).to_have_attribute("data-state", "streaming", timeout=60_000)
+    await until_streaming(page)
     message_id = await last_answer(page).get_attribute("data-message-id")
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/stream?" in r.url else None)
@@ -232,7 +247,7 @@ async def test_stop_cancels_the_answer(stack: Stack, open_page: Callable[..., An
     page = view.page
     await open_help(page)
     await ask(page, LONG_QUESTION)
-    await expect(last_answer(page)).to_have_attribute("data-state", "streaming", timeout=60_000)
+    await until_streaming(page)
 
     async with page.expect_request(
         lambda r: r.method == "POST" and r.url.endswith("/cancel")
@@ -468,7 +483,7 @@ async def test_network_loss_mid_answer_reconnects_and_completes_once(
         await open_help(page)
         await ask(page, LONG_QUESTION)
         answer = last_answer(page)
-        await expect(answer).to_have_attribute("data-state", "streaming", timeout=60_000)
+        await until_streaming(page)
 
         proxy.cut()  # the network goes away mid-answer...
         await expect(page.get_by_role("status")).to_have_text("Reconnecting…")
