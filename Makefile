@@ -21,7 +21,7 @@ LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-porta
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install run test test-unit bench chaos soak k8s-check lint format clean
+.PHONY: help install run test test-unit bench eval chaos soak k8s-check lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -66,6 +66,9 @@ test-unit: install ## Run the unit tests only (nothing needs to be running)
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md (several minutes)
 	$(BIN)/python tests/bench/run.py
+
+eval: install ## Ask the real stack the labelled questions and write docs/quality.md
+	$(BIN)/python tests/eval/run.py
 
 chaos: install ## Chaos drills on a local topology of real processes (docs/reliability.md)
 	$(BIN)/python tests/chaos/run.py

@@ -13,13 +13,20 @@ from tidings.common.events import (
     ResponseStart,
     UserMessage,
 )
-from tidings.common.memory_api import Context, KnowledgeChunk, MemoryApiSettings, MemoryClient
+from tidings.common.memory_api import (
+    Context,
+    Evidence,
+    KnowledgeChunk,
+    MemoryApiSettings,
+    MemoryClient,
+)
 from tidings.common.settings import LLMSettings
 from tidings.responder.faq import load_faq
 from tidings.responder.llm import BackendChain, LLMRequest
 from tidings.responder.llm.echo import EchoBackend
 from tidings.responder.memory import ContextSource
 from tidings.responder.prompt import PromptLimits
+from tidings.responder.answers.engine import EngineConfig
 from tidings.responder.router import Router, RouterConfig
 from tidings.responder.tools import OrderStatusTool
 
@@ -67,8 +74,7 @@ def make_router(
             fallback_text=FALLBACK,
             flush_ms=5,
             flush_chars=16,
-            system_prompt="SYS",
-            limits=PromptLimits(2000),
+            engine=EngineConfig(general_prompt="SYS", limits=PromptLimits(2000)),
         ),
         tools=tools,
         context=context,
@@ -98,44 +104,58 @@ async def test_without_a_number_the_faq_asks_for_it_and_without_orders_api_numbe
     done = await make_router(backend, orders=ORDERS).answer(msg("where is my order?"), Sink())
     assert isinstance(done, ResponseDone) and done.source == "faq"
     assert "order number" in done.text
-    # Tool disabled (ORDERS_API_URL unset): the FAQ answers the same message.
+    # Tool disabled (ORDERS_API_URL unset): asking for the number it was given would be
+    # wrong, and nothing can look it up: an honest unknown with the fallback contact.
     done = await make_router(backend).answer(msg("Where is my order #123456?"), Sink())
-    assert isinstance(done, ResponseDone) and done.source == "faq"
+    assert isinstance(done, ResponseDone)
+    assert (done.source, done.reason) == ("fallback", "unanswered")
 
 
-async def test_the_llm_gets_context_and_the_answer_lists_its_sources() -> None:
+async def test_a_knowledge_answer_quotes_its_evidence_and_cites_it_without_the_llm() -> None:
     context = Context(
         session_id="s1",
         knowledge=[
             KnowledgeChunk(
                 chunk_id="a",
-                text="Gift cards never expire.",
-                title="Gift cards",
+                text="Gift cards come in amounts from $10 to $200 and never expire.",
+                title="Payments > Gift cards",
                 url="https://kb/gift",
                 source="kb",
                 score=0.8,
-            ),
-            KnowledgeChunk(
-                chunk_id="b",
-                text="They work online.",
-                title="Gift cards",
-                url="https://kb/gift",
-                source="kb",
-                score=0.6,
+                sentences=[
+                    Evidence(
+                        text="Gift cards come in amounts from $10 to $200 and never expire.",
+                        score=0.82,
+                    )
+                ],
             ),
         ],
+        query_vector=[0.1, 0.2],
     )
-    memory = httpx.MockTransport(lambda r: httpx.Response(200, content=context.model_dump_json()))
+    memory = httpx.MockTransport(
+        lambda r: (
+            httpx.Response(200, content=context.model_dump_json())
+            if r.url.path == "/context"
+            else httpx.Response(503)
+        )
+    )
     backend = Recording()
     done = await make_router(backend, memory=memory).answer(msg("Do gift cards expire?"), Sink())
-    assert isinstance(done, ResponseDone) and done.source == "llm"
-    messages = backend.requests[0].messages
-    assert messages[0] == {"role": "system", "content": "SYS"}
-    assert "Gift cards never expire." in messages[1]["content"]
-    assert messages[-1] == {"role": "user", "content": "Do gift cards expire?"}
+    assert isinstance(done, ResponseDone) and done.source == "knowledge"
+    assert done.text.startswith("Gift cards come in amounts from $10 to $200 and never expire.")
     assert [(s.title, s.url, s.score) for s in done.sources] == [
-        ("Gift cards", "https://kb/gift", 0.8)
+        ("Payments > Gift cards", "https://kb/gift", 0.8)
     ]
+    assert backend.requests == []
+
+
+async def test_a_store_question_without_knowledge_is_an_honest_unknown() -> None:
+    backend = Recording()
+    done = await make_router(backend).answer(msg("Do you offer a student discount?"), Sink())
+    assert isinstance(done, ResponseDone)
+    assert (done.source, done.reason) == ("fallback", "unanswered")
+    assert FALLBACK in done.text
+    assert backend.requests == []
 
 
 async def test_a_cancel_stops_the_generation() -> None:

@@ -101,6 +101,11 @@ def llama_server_command(
         str(threads or max(1, (os.cpu_count() or 2))),
         "--verbose",
         "False",
+        # llama-cpp-python ends the answer it is streaming, as if complete, when another
+        # request arrives (interrupt_requests defaults to True): two users at once cut each
+        # other's answers short. Requests queue instead.
+        "--interrupt_requests",
+        "False",
     ]
 
 

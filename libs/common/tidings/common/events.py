@@ -22,7 +22,14 @@ RESPONSE_DONE: Final = "response.done.v1"
 RESPONSE_ERROR: Final = "response.error.v1"
 MEMORY_STORED: Final = "memory.stored.v1"
 
-AnswerSource = Literal["faq", "llm", "tool", "fallback"]
+AnswerSource = Literal["faq", "knowledge", "llm", "tool", "fallback"]
+# Why an answer took its form, when that matters to whoever counts answers (`response.done`):
+# `unanswered`: the knowledge base does not answer this question about the store (an
+# honest "I don't know" with the fallback contact; a candidate for a human handoff);
+# `quoted`: a generated answer failed the grounding check and the source was quoted instead;
+# `off_topic`: a general request (not about the store) answered by the LLM;
+# `withheld`: such an answer made claims about the store and was replaced.
+AnswerReason = Literal["unanswered", "quoted", "off_topic", "withheld"]
 ErrorReason = Literal["failed", "cancelled", "timeout", "unavailable"]
 
 
@@ -48,6 +55,15 @@ class Event(BaseModel):
         return self.model_dump_json(by_alias=True).encode()
 
 
+class HistoryTurn(BaseModel):
+    """One earlier turn of a conversation that the client sent with its message."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    role: Literal["user", "assistant"]
+    text: str = Field(max_length=20_000)
+
+
 class UserMessage(Event):
     """A user's chat message, accepted by the gateway (topic `user_messages`)."""
 
@@ -60,6 +76,14 @@ class UserMessage(Event):
     text: str = Field(min_length=1, description="What the user wrote.")
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form client metadata (page URL, locale, ...)."
+    )
+    history: list[HistoryTurn] | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "The conversation before this message, oldest first, when the client sent it "
+            "(the OpenAI-compatible API does); null: the responder asks the memory service."
+        ),
     )
 
 
@@ -145,7 +169,15 @@ class ResponseDone(ResponseEvent):
 
     schema_: Literal["response.done.v1"] = Field(default=RESPONSE_DONE, alias="schema")
     text: str = Field(description="The full answer text.")
-    source: AnswerSource = Field(description="faq, llm, tool or fallback.")
+    source: AnswerSource = Field(
+        description="faq (canned), knowledge (grounded in the knowledge base), llm, tool or "
+        "fallback."
+    )
+    reason: AnswerReason | None = Field(
+        default=None,
+        description="unanswered (the knowledge base has no answer), quoted (the source was "
+        "quoted after a generated answer failed the check), off_topic, withheld.",
+    )
     model: str | None = Field(default=None, description="Model name for LLM answers.")
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)

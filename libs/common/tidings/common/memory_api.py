@@ -47,6 +47,15 @@ class Turn(BaseModel):
     score: float | None = Field(default=None, description="Similarity, for related turns.")
 
 
+class Evidence(BaseModel):
+    """One sentence of a knowledge chunk and how close it is to the query."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    text: str
+    score: float = Field(description="Cosine similarity of the sentence (with its heading).")
+
+
 class KnowledgeChunk(BaseModel):
     """A piece of a knowledge-base document."""
 
@@ -58,6 +67,11 @@ class KnowledgeChunk(BaseModel):
     url: str | None = None
     source: str = Field(description="Where it was ingested from (file path or Confluence).")
     score: float
+    sentences: list[Evidence] = Field(
+        default_factory=list,
+        description="The chunk's sentences in reading order, each scored against the query "
+        "(only with `evidence=true`).",
+    )
 
 
 class Context(BaseModel):
@@ -73,6 +87,18 @@ class Context(BaseModel):
         "user's), best first.",
     )
     knowledge: list[KnowledgeChunk] = Field(default_factory=list, description="Best first.")
+    query_vector: list[float] | None = Field(
+        default=None, description="The query's embedding (only with `vector=true`)."
+    )
+
+
+class Embeddings(BaseModel):
+    """`POST /embed`: unit-length vectors of the texts, in order."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str
+    vectors: list[list[float]]
 
 
 class SessionMessages(BaseModel):
@@ -101,13 +127,39 @@ class MemoryClient:
         await self._client.aclose()
 
     async def context(
-        self, session_id: str, query: str, *, user: str | None = None
+        self,
+        session_id: str,
+        query: str,
+        *,
+        user: str | None = None,
+        evidence: bool = False,
+        vector: bool = False,
     ) -> Context | None:
-        """Context for an answer, or None when memory is disabled or not answering."""
+        """Context for an answer, or None when memory is disabled or not answering.
+
+        `evidence` scores each sentence of the knowledge chunks against `query`; `vector`
+        returns the query's embedding too.
+        """
         params = {"session_id": session_id, "query": query}
         if user:
             params["user"] = user
+        if evidence:
+            params["evidence"] = "true"
+        if vector:
+            params["vector"] = "true"
         return await self._get("/context", params, Context)
+
+    async def embed(self, texts: list[str]) -> Embeddings | None:
+        """Embeddings of `texts` by the memory service's model, or None when it is not there."""
+        if not self.enabled:
+            return None
+        try:
+            response = await self._client.post("/embed", json={"texts": texts})
+            response.raise_for_status()
+            return Embeddings.model_validate_json(response.content)
+        except (httpx.HTTPError, ValidationError) as exc:
+            log.debug("memory service unavailable", path="/embed", error=repr(exc))
+            return None
 
     async def session_messages(
         self, session_id: str, *, user: str | None = None

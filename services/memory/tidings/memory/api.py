@@ -2,7 +2,9 @@
 
 - `GET /context?session_id=&query=&user=`: recent turns of the session, earlier turns
   related to the query (this session's, or this user's when a user is given; never another
-  user's: the filter runs inside Qdrant), and knowledge chunks, within a character budget.
+  user's: the filter runs inside Qdrant), and knowledge chunks, within a character budget;
+  `evidence=true` scores every sentence of those chunks, `vector=true` adds the query vector.
+- `POST /embed`: `{"texts": [...]}` -> the model's unit vectors (the responder's FAQ routing).
 - `GET /sessions/{session_id}/messages?user=`: the session's turns in order; with `user`,
   only when the session is that user's (404 otherwise, as for a session that is not theirs).
 - `GET /health`, `/ready`, `/metrics`.
@@ -19,14 +21,16 @@ from typing import Annotated
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from tidings.common.logging import get_logger
-from tidings.common.memory_api import Context, SessionMessages
+from tidings.common.memory_api import Context, Embeddings, SessionMessages
 from tidings.common.ops import ReadyCheck, ops_app
 from tidings.memory import metrics
 from tidings.memory.context import api_turn, within_budget
 from tidings.memory.embedder import TextEmbedder, embed_async
+from tidings.memory.evidence import VectorCache, with_evidence
 from tidings.memory.knowledge.store import KnowledgeStore
 from tidings.memory.settings import MemorySettings
 from tidings.memory.store import TurnStore
@@ -51,6 +55,14 @@ class ApiError(Exception):
         self.message = message
 
 
+class EmbedRequest(BaseModel):
+    """`POST /embed`: at most 256 texts of at most 2,000 characters each."""
+
+    texts: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        min_length=1, max_length=256
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryBackends:
     """What the API reads: the two stores and the model that embeds queries."""
@@ -64,19 +76,34 @@ def memory_app(backends: MemoryBackends, settings: MemorySettings, ready: ReadyC
     """The memory service's HTTP app."""
     app = FastAPI(title="Tidings memory", version="1", docs_url=None, redoc_url=None)
 
+    vectors = VectorCache()
+
+    @app.post("/embed", response_model=Embeddings)
+    async def embed(body: EmbedRequest) -> Embeddings:
+        """Unit-length vectors of `texts` (the responder routes FAQ questions with them)."""
+        try:
+            found = await embed_async(backends.embedder, body.texts)
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+        return Embeddings(model=backends.embedder.name, vectors=found)
+
     @app.get("/context", response_model=Context)
     async def context(
         session_id: Annotated[str, Query(min_length=1, max_length=200)],
         query: Annotated[str, Query(min_length=1, max_length=10_000)],
         user: User = None,
+        evidence: Annotated[
+            bool, Query(description="Score each sentence of the knowledge chunks.")
+        ] = False,
+        vector: Annotated[bool, Query(description="Return the query's embedding.")] = False,
     ) -> Context:
         """What to add to a prompt answering `query` in `session_id`."""
         started = time.perf_counter()
         try:
-            [vector] = await embed_async(backends.embedder, [query])
+            [vector_] = await embed_async(backends.embedder, [query])
             recent = await backends.turns.recent(session_id, settings.context_recent_turns)
             related = await backends.turns.related(
-                vector,
+                vector_,
                 session_id=session_id,
                 user=user or None,
                 exclude=[t.point_id for t in recent],
@@ -84,15 +111,19 @@ def memory_app(backends: MemoryBackends, settings: MemorySettings, ready: ReadyC
                 min_score=settings.related_min_score,
             )
             knowledge = await backends.knowledge.search(
-                vector,
+                vector_,
                 limit=settings.context_knowledge_chunks,
                 min_score=settings.knowledge_min_score,
             )
+            if evidence:
+                knowledge = await with_evidence(knowledge, vector_, backends.embedder, vectors)
         except Exception as exc:
             raise _unavailable(exc) from exc
         result = within_budget(
             session_id, recent, related, knowledge, max_chars=settings.context_max_chars
         )
+        if vector:
+            result = result.model_copy(update={"query_vector": vector_})
         metrics.CONTEXT_SECONDS.observe(time.perf_counter() - started)
         return result
 

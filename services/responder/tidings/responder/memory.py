@@ -39,15 +39,45 @@ class ContextSource:
         """False while the memory service is considered down."""
         return self.enabled and self._down_since is None
 
-    async def context(self, session_id: str, query: str, *, user: str | None) -> Context | None:
+    async def context(
+        self,
+        session_id: str,
+        query: str,
+        *,
+        user: str | None,
+        evidence: bool = False,
+        vector: bool = False,
+    ) -> Context | None:
         """The context, or None (memory off, down, or in its retry pause)."""
         if self._client is None or not self._client.enabled:
             return None
         now = self._clock()
         if self._down_since is not None and now < self._next_try:
             return None
-        found = await self._client.context(session_id, query, user=user)
+        found = await self._client.context(
+            session_id, query, user=user, evidence=evidence, vector=vector
+        )
+        self._note(found is not None, now)
+        return found
+
+    async def embed(self, texts: list[str]) -> list[list[float]] | None:
+        """The memory service's embeddings of `texts`, or None (off, down, retry pause)."""
+        if self._client is None or not self._client.enabled:
+            return None
+        now = self._clock()
+        if self._down_since is not None and now < self._next_try:
+            return None
+        found = await self._client.embed(texts)
         if found is None:
+            # Not an outage by itself (an older memory service has no /embed): the next
+            # context request tells whether memory is down.
+            return None
+        self._note(True, now)
+        return found.vectors
+
+    def _note(self, answered: bool, now: float) -> None:
+        """Log the start and the end of an outage; pause asking while it lasts."""
+        if not answered:
             if self._down_since is None:
                 self._down_since = now
                 log.warning(
@@ -55,11 +85,10 @@ class ContextSource:
                     retry_every_s=self._retry_s,
                 )
             self._next_try = self._clock() + self._retry_s
-            return None
+            return
         if self._down_since is not None:
             log.info("memory service is back", down_s=round(now - self._down_since, 1))
             self._down_since = None
-        return found
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -108,3 +108,18 @@ CONTEXT_DROPPED = Counter(
     "Turns and knowledge chunks left out of a prompt to fit the context window, by kind.",
     ["kind"],
 )
+ENGINE_SECONDS = Histogram(
+    metric_name("responder_engine_seconds"),
+    "Time the answer engine takes to plan an answer (retrieval, routing), by plan.",
+    ["plan"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+UNANSWERED = Counter(
+    metric_name("responder_unanswered_total"),
+    "Questions about the store the knowledge base does not answer (honest unknowns).",
+)
+CHECK_FAILED = Counter(
+    metric_name("responder_check_failed_total"),
+    "Generated answers stopped by the grounding check, by plan (generate, general).",
+    ["plan"],
+)

@@ -1,4 +1,6 @@
-"""Answer one user message: tools, else FAQ, else LLM with context, else the fallback text.
+"""Answer one user message: tools, else what the answer engine plans (answers/engine.py):
+a canned FAQ answer, the knowledge base quoted or worded by the LLM and checked, an honest
+"don't know", or the LLM for general requests; the fallback text when the LLM fails.
 
 Every answer is `response.start`, zero or more `response.delta` (seq 0, 1, 2, ...) and
 exactly one terminal event, `response.done` or `response.error`. Canned answers stream as
@@ -17,12 +19,13 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from tidings.common.events import (
+    AnswerReason,
     AnswerSource,
     ErrorReason,
     ResponseDelta,
@@ -39,12 +42,14 @@ from tidings.common.events import (
 )
 from tidings.common.logging import bind, get_logger
 from tidings.responder import metrics
+from tidings.responder.answers.engine import STORE_WORDS, AnswerEngine, EngineConfig
+from tidings.responder.answers.guard import Blocked, SentenceGuard
 from tidings.responder.coalesce import Clock, DeltaCoalescer, coalesce
 from tidings.responder.faq import FaqMatcher, FaqStore
 from tidings.responder.llm import LLM_FAILED, LLM_TIMEOUT, LLMBackend, LLMError, LLMRequest
 from tidings.responder.llm.base import Finished, TextChunk
 from tidings.responder.memory import ContextSource
-from tidings.responder.prompt import Prompt, PromptLimits, build_prompt
+from tidings.responder.prompt import Prompt
 from tidings.responder.tools import ToolAnswer
 
 log = get_logger(__name__)
@@ -83,8 +88,7 @@ class RouterConfig:
     flush_chars: int = 48
     flush_first: bool = True
     llm_timeout_s: float = 60.0
-    system_prompt: str = "You are a helpful support assistant."
-    limits: PromptLimits = field(default_factory=lambda: PromptLimits(budget_tokens=1792))
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 @dataclass
@@ -159,7 +163,7 @@ class Router:
         self._backend = backend
         self._config = config
         self._tools = tuple(tools)
-        self._context = context
+        self._engine = AnswerEngine(faq, context, config.engine, fallback_text=config.fallback_text)
         self._clock = clock
         self._wall = wall
 
@@ -229,83 +233,114 @@ class Router:
                 log.info("answering with a tool", tool=found_tool.tool, outcome=found_tool.outcome)
                 await run.start(source="tool")
                 return await self._canned(run, found_tool.text, "tool")
-        found = self.faq.match(text)
-        if found is not None:
-            log.info("answering from the FAQ", intent=found.intent.id)
+        plan = await self._engine.plan(run.message)
+        metrics.ENGINE_SECONDS.labels(plan=plan.kind).observe(plan.engine_ms / 1000)
+        log.info("answer planned", plan=plan.kind, engine_ms=plan.engine_ms, intent=plan.intent)
+        if plan.kind == "canned":
             await run.start(source="faq")
-            return await self._canned(run, found.answer, "faq")
-        prompt = await self._prompt(run.message)
-        # The source is not known yet: a failing LLM is replaced by the fallback.
-        await run.start(model=self._backend.model)
+            return await self._canned(run, plan.text, "faq")
+        if plan.kind == "quote":
+            await run.start(source="knowledge")
+            return await self._canned(run, plan.text, "knowledge", sources=plan.sources)
+        if plan.kind == "unknown":
+            metrics.UNANSWERED.inc()
+            await run.start(source="fallback")
+            return await self._canned(run, plan.text, "fallback", reason=plan.reason)
+        assert plan.prompt is not None and plan.check is not None
+        grounded = plan.kind == "generate"
+        source: AnswerSource = "knowledge" if grounded else "llm"
+        # Generated text goes out only after it passed the check (guard.py).
+        guard = SentenceGuard(plan.check, hold_all=grounded, store_words=STORE_WORDS)
+        await run.start(source=source, model=self._backend.model)
         try:
-            finished = await self._stream_llm(run, prompt)
+            finished, blocked = await self._stream_llm(run, plan.prompt, guard)
         except (LLMError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, LLMError) else LLM_TIMEOUT
             metrics.LLM_FAILURES.labels(code=code).inc()
             if run.seq == 0:
                 log.warning("LLM failed before answering; sending the fallback", error=str(exc))
                 run.first_text_at = None
+                if grounded:
+                    return await self._canned(
+                        run, plan.instead, "knowledge", sources=plan.sources, reason="quoted"
+                    )
                 return await self._canned(run, self._fallback_text(), "fallback")
             log.warning("LLM failed mid-answer", error=str(exc), deltas=run.seq)
             return await self._finish_error(run, LLM_FAILED, _INTERRUPTED)
+        if blocked is not None:
+            metrics.CHECK_FAILED.labels(plan=plan.kind).inc()
+            log.info(
+                "generated text failed the check",
+                plan=plan.kind,
+                problems=blocked.problems[:5],
+                sentence=blocked.sentence[:200],
+                sent_before=run.seq,
+            )
         if run.seq == 0:
-            log.warning("LLM returned no text; sending the fallback")
+            if blocked is None:
+                log.warning("LLM returned no text; sending the fallback")
+            if grounded or blocked is not None:
+                return await self._canned(
+                    run,
+                    plan.instead,
+                    source,
+                    sources=plan.sources if grounded else (),
+                    reason=plan.instead_reason,
+                )
             return await self._canned(run, self._fallback_text(), "fallback")
         return await self._finish_done(
             run,
-            "llm",
+            source,
             finished.model,
             finished.usage,
             backend=finished.backend or self._backend.name,
-            sources=prompt.sources,
+            sources=plan.sources,
+            reason=plan.reason,
         )
 
     def _fallback_text(self) -> str:
-        return self._config.fallback_text or self.faq.fallback
+        return self._engine.fallback
 
-    async def _prompt(self, message: UserMessage) -> Prompt:
-        context = None
-        if self._context is not None:
-            context = await self._context.context(
-                message.session_id, message.text, user=message.user
-            )
-        prompt = build_prompt(
-            self._config.system_prompt,
-            message.text,
-            context,
-            self._config.limits,
-            message_id=message.message_id,
-        )
-        if prompt.turns_dropped:
-            metrics.CONTEXT_DROPPED.labels(kind="turn").inc(prompt.turns_dropped)
-        if prompt.chunks_dropped:
-            metrics.CONTEXT_DROPPED.labels(kind="chunk").inc(prompt.chunks_dropped)
-        if context is not None:
-            log.debug(
-                "prompt built",
-                turns=prompt.turns_used,
-                chunks=prompt.chunks_used,
-                tokens=prompt.tokens,
-            )
-        return prompt
-
-    async def _stream_llm(self, run: _Answer, prompt: Prompt) -> Finished:
+    async def _stream_llm(
+        self, run: _Answer, prompt: Prompt, guard: SentenceGuard
+    ) -> tuple[Finished, Blocked | None]:
         request = LLMRequest(text=run.message.text, messages=prompt.messages)
         finished = Finished(model=self._backend.model)
         chunks_seen = 0
+        generated_at: float | None = None
+        blocked: Blocked | None = None
 
-        async def texts() -> AsyncIterator[str]:
-            nonlocal finished, chunks_seen
+        async def generated() -> AsyncGenerator[str, None]:
+            nonlocal finished, chunks_seen, generated_at
             async with contextlib.aclosing(self._backend.stream(request)) as events:
                 async for event in events:
                     if isinstance(event, TextChunk):
-                        if run.first_text_at is None and event.text:
-                            run.first_text_at = self._clock()
+                        if generated_at is None and event.text:
+                            generated_at = self._clock()
                         chunks_seen += 1
                         metrics.LLM_CHUNKS.inc()
                         yield event.text
                     else:
                         finished = event
+
+        async def texts() -> AsyncIterator[str]:
+            nonlocal blocked
+            try:
+                async with contextlib.aclosing(generated()) as model_text:
+                    async for text in model_text:
+                        released = guard.feed(text)
+                        if released:
+                            if run.first_text_at is None:
+                                run.first_text_at = self._clock()
+                            yield released
+                released = guard.finish()
+            except Blocked as exc:
+                blocked = exc  # the generation stops here; nothing of it was sent
+                return
+            if released:
+                if run.first_text_at is None:
+                    run.first_text_at = self._clock()
+                yield released
 
         coalescer = DeltaCoalescer(
             window_s=self._config.flush_ms / 1000,
@@ -326,20 +361,28 @@ class Router:
             if count:
                 metrics.LLM_TOKENS.labels(kind=kind).inc(count)
         tokens = finished.usage.completion_tokens or chunks_seen
-        if run.first_text_at is not None and tokens > 1:
-            generating = self._clock() - run.first_text_at
+        if generated_at is not None and tokens > 1 and blocked is None:
+            generating = self._clock() - generated_at
             if generating > 0:
                 metrics.TOKENS_PER_SECOND.labels(
                     backend=finished.backend or self._backend.name
                 ).observe((tokens - 1) / generating)
-        return finished
+        return finished, blocked
 
-    async def _canned(self, run: _Answer, text: str, source: AnswerSource) -> Terminal:
+    async def _canned(
+        self,
+        run: _Answer,
+        text: str,
+        source: AnswerSource,
+        *,
+        sources: Sequence[SourceRef] = (),
+        reason: AnswerReason | None = None,
+    ) -> Terminal:
         for chunk in split_text(text, self._config.flush_chars):
             if run.first_text_at is None:
                 run.first_text_at = self._clock()
             await run.delta(chunk)
-        return await self._finish_done(run, source, None, Usage())
+        return await self._finish_done(run, source, None, Usage(), sources=sources, reason=reason)
 
     async def _finish_done(
         self,
@@ -350,6 +393,7 @@ class Router:
         *,
         backend: str = NO_BACKEND,
         sources: Sequence[SourceRef] = (),
+        reason: AnswerReason | None = None,
     ) -> ResponseDone:
         timings = run.timings()
         done = ResponseDone(
@@ -362,6 +406,7 @@ class Router:
             usage=usage,
             timings=timings,
             sources=list(sources),
+            reason=reason,
         )
         run.finishing = True
         await run.emit(done)
@@ -373,6 +418,7 @@ class Router:
         log.info(
             "answered",
             source=source,
+            reason=reason,
             backend=backend,
             chars=len(done.text),
             deltas=run.seq,

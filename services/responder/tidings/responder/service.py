@@ -15,6 +15,8 @@ from tidings.common.memory_api import MemoryClient
 from tidings.common.ops import ops_app
 from tidings.common.pacing import FetchPacer
 from tidings.common.runtime import HttpServer
+from tidings.responder.answers.engine import GENERAL_RULES, EngineConfig
+from tidings.responder.answers.evidence import EvidenceLimits
 from tidings.responder.cancels import CancelRegistry
 from tidings.responder.consumer import ResponderConsumer
 from tidings.responder.faq import FaqStore
@@ -144,11 +146,21 @@ class ResponderService:
             flush_first=settings.flush_first,
             # Each backend has LLM_TIMEOUT; this only backstops the whole chain.
             llm_timeout_s=llm.llm_timeout * backends + 5,
-            system_prompt=llm.llm_system_prompt,
-            limits=PromptLimits(
-                budget_tokens=max(64, settings.backends.llm_context_tokens - llm.llm_max_tokens),
-                max_turns=settings.context_turns,
-                max_chunks=settings.context_chunks,
+            engine=EngineConfig(
+                mode=settings.answer_mode,
+                faq_min_similarity=settings.faq_min_similarity,
+                evidence=EvidenceLimits(
+                    min_similarity=settings.evidence_min_similarity,
+                    foreign_word_penalty=settings.foreign_word_penalty,
+                ),
+                general_prompt=f"{llm.llm_system_prompt} {GENERAL_RULES}",
+                limits=PromptLimits(
+                    budget_tokens=max(
+                        64, settings.backends.llm_context_tokens - llm.llm_max_tokens
+                    ),
+                    max_turns=settings.context_turns,
+                    max_chunks=settings.context_chunks,
+                ),
             ),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -151,6 +152,38 @@ class ResponderSettings(BaseSettings):
         ge=0,
         title="Knowledge chunks in the prompt",
         description="At most this many knowledge-base chunks go into an LLM prompt.",
+    )
+    answer_mode: Literal["quote", "generate"] = Field(
+        default="quote",
+        title="Answers from the knowledge base",
+        description=(
+            "`quote`: the knowledge base's own sentences, cited (the default: right with any "
+            "model, and the only safe choice with the bundled SmolLM2-135M); `generate`: "
+            "the LLM words the answer from those sentences, every sentence checked against "
+            "them before it is sent, and the sentences quoted when a check fails (for a "
+            "capable model: Ollama, vLLM)."
+        ),
+    )
+    faq_min_similarity: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        title="FAQ similarity",
+        description="A canned answer needs a message this close (cosine) to one of its questions.",
+    )
+    evidence_min_similarity: float = Field(
+        default=0.45,
+        ge=0,
+        le=1,
+        title="Evidence similarity",
+        description=(
+            "The knowledge base answers a question when a sentence is this close (cosine); "
+            "each question word the retrieved knowledge never uses adds "
+            "RESPONDER_FOREIGN_WORD_PENALTY."
+        ),
+    )
+    foreign_word_penalty: float = Field(
+        default=0.02, ge=0, le=1, title="Foreign word penalty", description="See above."
     )
     memory_retry_s: float = Field(
         default=5.0,

@@ -26,6 +26,11 @@ class IntentSpec(BaseModel):
     id: str = Field(min_length=1, description="Stable name, used in logs and metrics.")
     answer: str = Field(min_length=1, description="The canned answer text.")
     phrases: list[str] = Field(default_factory=list, description="Whole-word phrases.")
+    questions: list[str] = Field(
+        default_factory=list,
+        description="Questions this answer answers in full; the answer engine compares a "
+        "message with them by meaning.",
+    )
     patterns: list[str] = Field(
         default_factory=list, description="Regular expressions searched in normalised text."
     )
@@ -70,6 +75,7 @@ def parse_faq(text: str, *, origin: str = "<string>") -> FaqMatcher:
             spec.id,
             spec.answer,
             phrases=spec.phrases,
+            questions=spec.questions,
             patterns=spec.patterns,
             whole_message=spec.whole_message,
             filler=spec.filler,

@@ -42,6 +42,7 @@ class Intent:
     id: str
     answer: str
     phrases: tuple[str, ...] = ()
+    questions: tuple[str, ...] = ()
     patterns: tuple[re.Pattern[str], ...] = ()
     whole_message: bool = False
     filler: frozenset[str] = field(default_factory=frozenset)
@@ -53,6 +54,7 @@ class Intent:
         answer: str,
         *,
         phrases: Iterable[str] = (),
+        questions: Iterable[str] = (),
         patterns: Iterable[str] = (),
         whole_message: bool = False,
         filler: Iterable[str] = (),
@@ -64,6 +66,7 @@ class Intent:
             answer=answer,
             # Longest first, so a whole-message check consumes "good morning" before "good".
             phrases=tuple(sorted(normalised, key=lambda p: (-_word_count(p), p))),
+            questions=tuple(q.strip() for q in questions if q.strip()),
             patterns=tuple(re.compile(pattern) for pattern in patterns),
             whole_message=whole_message,
             filler=frozenset(normalize(word) for word in filler),

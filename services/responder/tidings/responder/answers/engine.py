@@ -1,0 +1,455 @@
+"""The answer engine: for each message, what the responder can truthfully say, and from where.
+
+`AnswerEngine.plan()` decides the form of an answer before its first token goes out:
+
+- `canned` (source `faq`): a greeting, or a FAQ question its canned answer answers
+  (`faq_routing.py`).
+- `quote` (`knowledge`): the knowledge base answers it: its sentences, quoted and cited.
+- `generate` (`knowledge`): the same, worded by the LLM from those sentences and checked
+  sentence by sentence (`RESPONDER_ANSWER_MODE=generate`); a failed check before any text
+  went out quotes instead (reason `quoted`).
+- `unknown` (`fallback`, reason `unanswered`): a question about the store that the knowledge
+  base does not answer: said plainly, with the fallback contact.
+- `general` (`llm`, reason `off_topic`): not about the store ("write a haiku"): the LLM,
+  held to making no claim about the store (reason `withheld` when it tries).
+
+Messages are looked up with the previous user message when they follow up on it
+(`followup.py`); the conversation comes from the message itself (OpenAI-compatible API)
+or from the memory service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from tidings.common.events import AnswerReason, SourceRef, UserMessage
+from tidings.common.logging import get_logger
+from tidings.common.memory_api import Context, KnowledgeChunk, Turn
+from tidings.responder.answers.checker import GroundingChecker
+from tidings.responder.answers.evidence import EvidenceLimits, Finding, answering, findings, quote
+from tidings.responder.answers.facts import facts
+from tidings.responder.answers.faq_routing import FaqChoice, FaqRouter, intent_examples
+from tidings.responder.answers.followup import is_followup, with_previous
+from tidings.responder.answers.guard import Check
+from tidings.responder.answers.text import content_stems, stem, tokens
+from tidings.responder.faq import FaqMatcher, FaqStore
+from tidings.responder.memory import ContextSource
+from tidings.responder.prompt import Prompt, PromptLimits, build_prompt
+
+log = get_logger(__name__)
+
+PlanKind = Literal["canned", "quote", "generate", "unknown", "general"]
+AnswerMode = Literal["quote", "generate"]
+
+# Words that make a message a question about the store, whatever the retrieval found.
+STORE_WORDS = frozenset(
+    [
+        "order",
+        "orders",
+        "ordering",
+        "ship",
+        "shipping",
+        "shipped",
+        "delivery",
+        "deliver",
+        "delivered",
+        "return",
+        "returns",
+        "refund",
+        "refunds",
+        "pay",
+        "payment",
+        "paying",
+        "price",
+        "prices",
+        "pricing",
+        "cost",
+        "costs",
+        "fee",
+        "fees",
+        "charge",
+        "charged",
+        "discount",
+        "discounts",
+        "coupon",
+        "coupons",
+        "promo",
+        "code",
+        "voucher",
+        "sale",
+        "sales",
+        "deal",
+        "deals",
+        "book",
+        "books",
+        "ebook",
+        "e-book",
+        "ebooks",
+        "e-books",
+        "audiobook",
+        "audiobooks",
+        "store",
+        "shop",
+        "bookstore",
+        "account",
+        "card",
+        "cards",
+        "gift",
+        "giftcard",
+        "wrap",
+        "wrapping",
+        "invoice",
+        "tax",
+        "taxes",
+        "track",
+        "tracking",
+        "parcel",
+        "package",
+        "cancel",
+        "subscription",
+        "newsletter",
+        "hours",
+        "open",
+        "opening",
+        "phone",
+        "call",
+        "number",
+        "contact",
+        "email",
+        "address",
+        "loyalty",
+        "points",
+        "member",
+        "membership",
+        "rewards",
+        "stock",
+        "catalogue",
+        "catalog",
+        "warehouse",
+        "location",
+        "locations",
+        "branch",
+        "job",
+        "jobs",
+        "career",
+        "careers",
+        "manager",
+        "staff",
+        "signed",
+        "author",
+        "event",
+        "events",
+        "preorder",
+        "pre-order",
+        "backorder",
+        "warranty",
+        "exchange",
+        "damaged",
+        "shipment",
+        "courier",
+        "customs",
+        "duties",
+        "kindle",
+        "app",
+        "paperback",
+        "hardcover",
+        "bestseller",
+        "bookshop",
+        "visit",
+        "chat",
+        "support",
+        "agent",
+        "human",
+        "password",
+        "login",
+        "reset",
+    ]
+)
+_STORE_STEMS = frozenset(stem(w) for w in STORE_WORDS)
+
+UNKNOWN_PREFIX = "Our help pages don't cover that, so I can't answer it reliably."
+WITHHELD = (
+    "I can't help with that here. I can answer questions about our books, orders, "
+    "shipping, returns and payments."
+)
+GENERAL_RULES = (
+    "Never state prices, discounts, policies, phone numbers, addresses or opening hours of "
+    "the store."
+)
+GENERAL_PROMPT = f"You are a friendly assistant in a bookstore's support chat. {GENERAL_RULES}"
+GROUNDED_PROMPT = (
+    "You answer customers of a bookstore. Answer the question in one or two sentences using "
+    "only the facts below, in their words. Do not add anything that the facts do not say. "
+    "If the facts do not answer the question, say you don't know.\n\nFacts:\n"
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The engine's knobs (ResponderSettings: RESPONDER_ANSWER_MODE, ...)."""
+
+    mode: AnswerMode = "quote"
+    faq_min_similarity: float = 0.8
+    evidence: EvidenceLimits = field(default_factory=EvidenceLimits)
+    # A message is about the store when retrieval finds a chunk this close (or it uses a
+    # store word).
+    store_min_similarity: float = 0.45
+    limits: PromptLimits = field(default_factory=lambda: PromptLimits(budget_tokens=1792))
+    general_prompt: str = GENERAL_PROMPT
+    grounded_prompt: str = GROUNDED_PROMPT
+    # Another try to embed the FAQ questions after a failure, in seconds.
+    faq_retry_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to answer and how; decided before the first token goes out."""
+
+    kind: PlanKind
+    text: str = ""
+    sources: list[SourceRef] = field(default_factory=list)
+    reason: AnswerReason | None = None
+    intent: str | None = None
+    prompt: Prompt | None = None
+    check: Check | None = None
+    # Sent instead when a generated answer fails its check before any of it passed.
+    instead: str = ""
+    instead_reason: AnswerReason | None = None
+    query: str = ""
+    engine_ms: float = 0.0
+
+
+def source_refs(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
+    """One reference per document (title and url), with its best score, best first."""
+    best: dict[tuple[str, str | None], float] = {}
+    for chunk in chunks:
+        key = (chunk.title, chunk.url)
+        best[key] = max(best.get(key, chunk.score), chunk.score)
+    ordered = sorted(best.items(), key=lambda item: item[1], reverse=True)
+    return [SourceRef(title=t, url=u, score=round(s, 4)) for (t, u), s in ordered]
+
+
+def store_claims(sentence: str) -> list[str]:
+    """Why a general (not grounded) sentence speaks about the store; [] when it does not."""
+    problems = [
+        f"{fact.kind} in a general answer: {fact.text!r}"
+        for fact in facts(sentence)
+        if fact.kind in {"money", "percent", "email", "url", "phone"}
+    ]
+    words = tokens(sentence)
+    voice = {"we", "our", "ours", "us", "we're", "we'll", "we've"} & set(words)
+    if voice and any(stem(w) in _STORE_STEMS for w in words):
+        problems.append("speaks for the store")
+    return problems
+
+
+def about_store(question: str) -> bool:
+    """True when the message uses a word about the store (orders, shipping, ...)."""
+    return bool(content_stems(question) & _STORE_STEMS)
+
+
+class AnswerEngine:
+    """Plans answers; holds the FAQ router (rebuilt when the FAQ is reloaded)."""
+
+    def __init__(
+        self,
+        faq: FaqStore | FaqMatcher,
+        context: ContextSource | None,
+        config: EngineConfig,
+        *,
+        fallback_text: str | None = None,
+    ) -> None:
+        self._faq = faq
+        self._context = context
+        self.config = config
+        self._fallback_text = fallback_text
+        self._router: FaqRouter | None = None
+        self._router_for: FaqMatcher | None = None
+        self._next_embed_try = 0.0
+
+    @property
+    def faq(self) -> FaqMatcher:
+        return self._faq.matcher if isinstance(self._faq, FaqStore) else self._faq
+
+    @property
+    def fallback(self) -> str:
+        return self._fallback_text or self.faq.fallback
+
+    async def plan(self, message: UserMessage) -> Plan:
+        """Decide the answer to `message`."""
+        started = time.perf_counter()
+        plan = await self._plan(message)
+        elapsed = (time.perf_counter() - started) * 1000
+        return Plan(**{**plan.__dict__, "engine_ms": round(elapsed, 3)})
+
+    async def _plan(self, message: UserMessage) -> Plan:
+        text = message.text.strip()
+        router = await self._faq_router()
+        greeting = router.greeting(text)
+        if greeting is not None:
+            return self._canned(greeting, text)
+        context = await self._lookup(message, text)
+        previous = self._previous_questions(message, context)
+        query = with_previous(text, previous)
+        if query != text:
+            context = await self._lookup(message, query) or context
+        vector = context.query_vector if context is not None else None
+        choice = router.choose(query, vector)
+        if choice is not None:
+            return self._canned(choice, query)
+        chunks = context.knowledge if context is not None else []
+        chosen = answering(query, chunks, self.config.evidence)
+        if chosen:
+            return self._grounded(message, query, chosen, chunks, context)
+        best_chunk = max((c.score for c in chunks), default=0.0)
+        if (
+            about_store(query)
+            or best_chunk >= self.config.store_min_similarity
+            or (is_followup(text) and bool(previous))
+        ):
+            return Plan(
+                "unknown",
+                text=f"{UNKNOWN_PREFIX} {self.fallback}",
+                reason="unanswered",
+                query=query,
+            )
+        return self._general(message, query, context)
+
+    def _canned(self, choice: FaqChoice, query: str) -> Plan:
+        log.info(
+            "answering from the FAQ",
+            intent=choice.intent.id,
+            via=choice.via,
+            similarity=choice.similarity,
+        )
+        return Plan("canned", text=choice.intent.answer, intent=choice.intent.id, query=query)
+
+    def _grounded(
+        self,
+        message: UserMessage,
+        query: str,
+        chosen: list[Finding],
+        chunks: Sequence[KnowledgeChunk],
+        context: Context | None,
+    ) -> Plan:
+        quoted = quote(chosen)
+        cited = [chosen[0].chunk]
+        if self.config.mode == "quote":
+            return Plan("quote", text=quoted, sources=source_refs(cited), query=query)
+        # The model sees the best sentences of the chunks that answer; the check holds it
+        # to exactly those sentences.
+        evidence = [f for f in findings(query, chunks) if f.score >= chosen[0].score - 0.25][:6]
+        for f in chosen:
+            if f not in evidence:
+                evidence.append(f)
+        cited_chunks = {f.chunk.chunk_id: f.chunk for f in evidence}
+        facts_text = "\n".join(f"- {f.text}" for f in evidence)
+        checker = GroundingChecker([f.text for f in evidence])
+        prompt = self._prompt(
+            self.config.grounded_prompt + facts_text, message, query, context, history=False
+        )
+        return Plan(
+            "generate",
+            sources=source_refs(list(cited_chunks.values())),
+            prompt=prompt,
+            check=checker.problems,
+            instead=quoted,
+            instead_reason="quoted",
+            query=query,
+        )
+
+    def _general(self, message: UserMessage, query: str, context: Context | None) -> Plan:
+        prompt = self._prompt(self.config.general_prompt, message, message.text, context)
+        return Plan(
+            "general",
+            reason="off_topic",
+            prompt=prompt,
+            check=store_claims,
+            instead=WITHHELD,
+            instead_reason="withheld",
+            query=query,
+        )
+
+    def _prompt(
+        self,
+        system: str,
+        message: UserMessage,
+        question: str,
+        context: Context | None,
+        *,
+        history: bool = True,
+    ) -> Prompt:
+        turns: list[Turn] = []
+        if history:
+            if message.history is not None:
+                now = datetime.now(UTC)
+                turns = [
+                    Turn(message_id=f"history-{i}", role=t.role, text=t.text, ts=now)
+                    for i, t in enumerate(message.history)
+                ]
+            elif context is not None:
+                turns = list(context.recent)
+        # Knowledge goes in only through the checked evidence above, never as raw chunks.
+        stripped = Context(session_id=message.session_id, recent=turns)
+        return build_prompt(
+            system, question, stripped, self.config.limits, message_id=message.message_id
+        )
+
+    async def _lookup(self, message: UserMessage, query: str) -> Context | None:
+        if self._context is None:
+            return None
+        return await self._context.context(
+            message.session_id, query, user=message.user, evidence=True, vector=True
+        )
+
+    @staticmethod
+    def _previous_questions(message: UserMessage, context: Context | None) -> list[str]:
+        if message.history is not None:
+            return [t.text for t in message.history if t.role == "user"]
+        if context is None:
+            return []
+        return [
+            t.text
+            for t in context.recent
+            if t.role == "user" and t.message_id != message.message_id
+        ]
+
+    async def _faq_router(self) -> FaqRouter:
+        """The router of the FAQ in use, with its questions embedded when memory can."""
+        matcher = self.faq
+        now = time.monotonic()
+        current = self._router
+        if current is not None and self._router_for is matcher and current.semantic:
+            return current
+        if current is not None and self._router_for is matcher and now < self._next_embed_try:
+            return current
+        vectors = await self._embed_examples(matcher)
+        if vectors is None:
+            self._next_embed_try = now + self.config.faq_retry_s
+        self._router = FaqRouter(matcher, vectors, min_similarity=self.config.faq_min_similarity)
+        self._router_for = matcher
+        return self._router
+
+    async def _embed_examples(self, matcher: FaqMatcher) -> dict[str, list[list[float]]] | None:
+        if self._context is None or not self._context.available:
+            return None
+        intents = [i for i in matcher.intents if not i.whole_message]
+        texts = [example for intent in intents for example in intent_examples(intent)]
+        if not texts:
+            return {}
+        found = await self._context.embed(texts)
+        if found is None or len(found) != len(texts):
+            log.warning("FAQ questions could not be embedded; routing the FAQ by phrases")
+            return None
+        vectors: dict[str, list[list[float]]] = {}
+        position = 0
+        for intent in intents:
+            count = len(intent_examples(intent))
+            vectors[intent.id] = found[position : position + count]
+            position += count
+        log.info("FAQ questions embedded", questions=len(texts))
+        return vectors

@@ -1,0 +1,103 @@
+"""Streaming only what passed a check: generated text goes out sentence by sentence.
+
+`SentenceGuard` sits between the model's token stream and the client. Text of a sentence
+that might make a claim is held until the sentence ends, then checked: it goes out if it
+passes; if it fails, the generation stops and nothing of that sentence is ever sent. So
+an answer is never streamed and then retracted. With `hold_all` every sentence is held
+(answers about the store); otherwise only a sentence in which a trigger appears (a digit,
+an amount, an address, "we"/"our", a word about the store) is held and the rest streams
+word by word (general requests, where time to first token matters).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from tidings.responder.answers.text import stem, tokens
+
+Check = Callable[[str], list[str]]
+
+_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
+_TRIGGER_CHARS = re.compile(r"[0-9$€£%@]|https?:|www\.")
+# First-person plural: the model speaking for the store.
+_STORE_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
+
+
+class Blocked(Exception):
+    """A sentence failed the check; `problems` says why (for logs and metrics)."""
+
+    def __init__(self, sentence: str, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.sentence = sentence
+        self.problems = problems
+
+
+class SentenceGuard:
+    """Feeds on generated text, returns what may be sent now; raises `Blocked`."""
+
+    def __init__(
+        self, check: Check, *, hold_all: bool, store_words: frozenset[str] = frozenset()
+    ) -> None:
+        self._check = check
+        self._hold_all = hold_all
+        self._store_stems = frozenset(stem(w) for w in store_words)
+        self._pending = ""  # the current sentence, not yet ended
+        self._sent = 0  # characters of `_pending` already sent (unheld sentences)
+        self._held = hold_all
+        self.passed = ""  # everything that went out
+
+    def feed(self, text: str) -> str:
+        """Add generated text; the part that may be sent now."""
+        self._pending += text
+        out: list[str] = []
+        while True:
+            end = _END.search(self._pending)
+            if end is None:
+                break
+            sentence = self._pending[: end.end()]
+            self._pending = self._pending[end.end() :]
+            out.append(self._release(sentence))
+        out.append(self._stream_partial())
+        released = "".join(out)
+        self.passed += released
+        return released
+
+    def finish(self) -> str:
+        """The end of the generation: the last sentence, if it passes."""
+        sentence, self._pending = self._pending, ""
+        released = self._release(sentence) if sentence.strip() else sentence[self._sent :]
+        self._sent = 0
+        self.passed += released
+        return released
+
+    def _release(self, sentence: str) -> str:
+        held = self._held or self._triggered(sentence)
+        sent, self._sent, self._held = self._sent, 0, self._hold_all
+        if held and sentence.strip():
+            problems = self._check(sentence.strip())
+            if problems:
+                raise Blocked(sentence.strip(), problems)
+        return sentence[sent:]
+
+    def _stream_partial(self) -> str:
+        if self._held:
+            return ""
+        if self._triggered(self._pending):
+            self._held = True
+            return ""
+        # Keep the last (maybe unfinished) word back: it may turn out to be a trigger.
+        cut = self._pending.rfind(" ")
+        if cut <= self._sent:
+            return ""
+        out = self._pending[self._sent : cut]
+        self._sent = cut
+        return out
+
+    def _triggered(self, text: str) -> bool:
+        if _TRIGGER_CHARS.search(text):
+            return True
+        words = tokens(text)
+        if _STORE_VOICE & set(words):
+            return True
+        return any(stem(w) in self._store_stems for w in words)

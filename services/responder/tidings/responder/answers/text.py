@@ -1,0 +1,292 @@
+"""Words of a text as the answer engine compares them: normalised, stemmed, content only.
+
+Two texts "say the same thing" for the engine when they share content words (nouns, verbs,
+adjectives, numbers), compared by their Snowball stems: "returns", "returned" and
+"returning" are one word. Function words ("the", "can", "you") carry no claim and are left
+out; negations ("not", "never", "no", "cannot") are kept apart, because they flip a claim.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import snowballstemmer
+
+_STEMMER = snowballstemmer.stemmer("english")
+_APOSTROPHES = dict.fromkeys(map(ord, "'\u2018\u2019\u02bc\u0060\u00b4"), "'")
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?(?:[-.][a-z0-9]+)*")
+
+# Contractions that negate ("can't" -> not) and the plain negations.
+NEGATIONS = frozenset(
+    {
+        "not", "no", "never", "cannot", "nor", "neither", "none", "nothing", "without",
+        "can't", "don't", "doesn't", "didn't", "won't", "isn't", "aren't", "wasn't",
+        "weren't", "shouldn't", "wouldn't", "couldn't", "haven't", "hasn't", "mustn't",
+        "cant", "dont", "doesnt", "didnt", "wont", "isnt", "arent",
+    }
+)  # fmt: skip
+
+# Function words, question words, and conversational filler: they carry no claim.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "else",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "from",
+        "with",
+        "about",
+        "as",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "up",
+        "down",
+        "out",
+        "off",
+        "than",
+        "too",
+        "very",
+        "so",
+        "such",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "myself",
+        "we",
+        "us",
+        "our",
+        "ours",
+        "you",
+        "your",
+        "yours",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "is",
+        "am",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "having",
+        "can",
+        "could",
+        "will",
+        "would",
+        "shall",
+        "should",
+        "may",
+        "might",
+        "must",
+        "also",
+        "just",
+        "only",
+        "still",
+        "even",
+        "yet",
+        "already",
+        "again",
+        "please",
+        "thanks",
+        "thank",
+        "hi",
+        "hello",
+        "hey",
+        "ok",
+        "okay",
+        "yes",
+        "yeah",
+        "sure",
+        "any",
+        "some",
+        "all",
+        "each",
+        "every",
+        "both",
+        "either",
+        "other",
+        "another",
+        "more",
+        "most",
+        "much",
+        "many",
+        "few",
+        "lot",
+        "lots",
+        "get",
+        "got",
+        "let",
+        "know",
+        "tell",
+        "want",
+        "need",
+        "like",
+        "would",
+        "i'd",
+        "i'm",
+        "im",
+        "you're",
+        "youre",
+        "it's",
+        "its",
+        "we're",
+        "were",
+        "there's",
+        "theres",
+        "what's",
+        "whats",
+        "let's",
+        "lets",
+        "able",
+        "one",
+        "ones",
+        "thing",
+        "things",
+        "way",
+        "someone",
+        "something",
+        "anyone",
+        "anything",
+        "everyone",
+        "everything",
+        "hmm",
+        "um",
+        "well",
+        "really",
+        "actually",
+        "however",
+        "also",
+        "s",
+        "t",
+    ]
+)
+
+# Words a reply may use without a source saying them: they state nothing about the store.
+DISCOURSE = frozenset(
+    [
+        "help",
+        "happy",
+        "glad",
+        "sorry",
+        "sure",
+        "question",
+        "questions",
+        "answer",
+        "information",
+        "info",
+        "page",
+        "pages",
+        "according",
+        "source",
+        "sources",
+        "see",
+        "find",
+        "found",
+        "note",
+        "noted",
+        "mention",
+        "mentioned",
+        "say",
+        "says",
+        "said",
+        "customer",
+        "customers",
+        "ask",
+        "asked",
+        "asking",
+        "contact",
+        "reach",
+        "write",
+        "writing",
+        "email",
+        "team",
+        "support",
+    ]
+)
+
+
+def normalize(text: str) -> str:
+    """NFKC, lower case, one kind of apostrophe."""
+    return unicodedata.normalize("NFKC", text).casefold().translate(_APOSTROPHES)
+
+
+def tokens(text: str) -> list[str]:
+    """The words and numbers of `text`, lower case ("e-books" and "2-3" stay whole)."""
+    return _TOKEN.findall(normalize(text))
+
+
+@lru_cache(maxsize=50_000)
+def stem(word: str) -> str:
+    """The Snowball stem of a word; hyphenated words are stemmed as one ("e-book" -> "ebook")."""
+    joined = word.replace("-", "") if not word[:1].isdigit() else word
+    return str(_STEMMER.stemWord(joined))
+
+
+def is_negation(word: str) -> bool:
+    return word in NEGATIONS or word.endswith("n't")
+
+
+def content_stems(text: str, *, drop: frozenset[str] = frozenset()) -> set[str]:
+    """The stems of the content words of `text` (no function words, no negations)."""
+    found: set[str] = set()
+    for word in tokens(text):
+        if word in STOPWORDS or is_negation(word) or word in drop:
+            continue
+        found.add(stem(word))
+    return found
+
+
+def negated(text: str) -> bool:
+    """True when `text` contains a negation (a leading "no," answer word does not count)."""
+    words = tokens(text)
+    if words and words[0] in {"no", "yes"}:
+        words = words[1:]
+    return any(is_negation(word) for word in words)
