@@ -21,12 +21,12 @@ from tidings.common.memory_api import (
     MemoryClient,
 )
 from tidings.common.settings import LLMSettings
+from tidings.responder.answers.engine import EngineConfig
 from tidings.responder.faq import load_faq
 from tidings.responder.llm import BackendChain, LLMRequest
 from tidings.responder.llm.echo import EchoBackend
 from tidings.responder.memory import ContextSource
 from tidings.responder.prompt import PromptLimits
-from tidings.responder.answers.engine import EngineConfig
 from tidings.responder.router import Router, RouterConfig
 from tidings.responder.tools import OrderStatusTool
 

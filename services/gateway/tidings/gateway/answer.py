@@ -187,6 +187,7 @@ def _done_data(event: ResponseDone) -> dict[str, Any]:
         **_ids(event),
         "text": event.text,
         "source": event.source,
+        "reason": event.reason,
         "model": event.model,
         "usage": event.usage.model_dump(mode="json"),
         "timings": event.timings.model_dump(mode="json"),

@@ -1,12 +1,13 @@
 """OpenAI-compatible API: `POST /v1/chat/completions` and `GET /v1/models`.
 
-Lets the official `openai` SDK, LangChain or Open WebUI use Tidings as their model. Only the
-last message (which must be the user's) is sent: it goes through Kafka like any other chat
-message, and Tidings keeps the conversation itself (memory). The session comes from the
-`X-Session-Id` header or the `user` field (a value that is not a valid session id is hashed
-into one); without either, every request is a new session. Errors use OpenAI's shape
-`{"error": {"message", "type", "param", "code"}}`. Sampling parameters are accepted and
-ignored: the responder's configuration decides.
+Lets the official `openai` SDK, LangChain or Open WebUI use Tidings as their model. The last
+message (which must be the user's) is the question: it goes through Kafka like any other
+chat message, with the user and assistant messages before it as the conversation
+(`history`), so the responder answers follow-ups from the `messages` it was given. The
+session comes from the `X-Session-Id` header or the `user` field (a value that is not a
+valid session id is hashed into one); without either, every request is a new session.
+Errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}`. Sampling
+parameters are accepted and ignored: the responder's configuration decides.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import JSONResponse
 
-from tidings.common.events import UserMessage, new_id
+from tidings.common.events import HistoryTurn, UserMessage, new_id
 from tidings.common.logging import bind, get_logger
 from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent
 from tidings.gateway.answer import DONE, ERROR, RESET, TOKEN, SseMessage
@@ -60,6 +61,11 @@ class ChatMessage(BaseModel):
 
     role: str
     content: str | list[ContentPart] | None = None
+
+
+# The conversation sent with a message: the latest turns, at most this many and this size.
+HISTORY_TURNS = 40
+HISTORY_BYTES = 32_000
 
 
 class CompletionRequest(BaseModel):
@@ -197,6 +203,31 @@ async def _read(request: Request, ctx: GatewayContext) -> CompletionRequest:
         raise OpenAIApiError(400, describe_validation_errors(errors), param=param) from None
 
 
+def _history(body: CompletionRequest, max_bytes: int) -> list[HistoryTurn]:
+    """The conversation before the last message: user and assistant turns, oldest first.
+
+    System and tool messages are left out (the responder's configuration decides how it
+    answers); the turns kept are the latest that fit in `max_bytes` altogether.
+    """
+    turns: list[HistoryTurn] = []
+    left = max_bytes
+    for message in reversed(body.messages[:-1]):
+        if message.role not in {"user", "assistant"}:
+            continue
+        content = message.content
+        if isinstance(content, list):
+            content = "".join(part.text or "" for part in content if part.type == "text")
+        if not content or not content.strip():
+            continue
+        size = len(content.encode())
+        if size > left or len(turns) >= HISTORY_TURNS:
+            break
+        left -= size
+        role: Literal["user", "assistant"] = "user" if message.role == "user" else "assistant"
+        turns.append(HistoryTurn(role=role, text=content[:20_000]))
+    return list(reversed(turns))
+
+
 def _last_user_text(body: CompletionRequest, max_bytes: int) -> str:
     last = body.messages[-1]
     if last.role != "user":
@@ -246,7 +277,11 @@ async def chat_completions(
         if body.stream:
             reserve_stream(ctx, caller)
         message = UserMessage(
-            message_id=new_id(), session_id=session_id, user=caller.subject, text=text
+            message_id=new_id(),
+            session_id=session_id,
+            user=caller.subject,
+            text=text,
+            history=_history(body, HISTORY_BYTES),
         )
         subscription = ctx.hub.subscribe(session_id)
         try:
@@ -345,6 +380,9 @@ def _completion(completion_id: str, model: str, data: dict[str, Any]) -> dict[st
         # Extension field: the knowledge documents the answer was grounded in. OpenAI
         # clients ignore unknown fields; the SDK keeps them (`completion.model_extra`).
         "sources": data.get("sources", []),
+        # Extension field: why the answer took its form (`unanswered`: the knowledge base
+        # has no answer; docs/events.md).
+        "reason": data.get("reason"),
     }
 
 

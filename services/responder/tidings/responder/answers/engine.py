@@ -20,7 +20,9 @@ or from the memory service.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -167,9 +169,26 @@ STORE_WORDS = frozenset(
         "password",
         "login",
         "reset",
+        "visa",
+        "mastercard",
+        "amex",
+        "paypal",
+        "discover",
+        "bitcoin",
+        "crypto",
+        "cryptocurrency",
+        "cash",
+        "cheque",
+        "currency",
+        "euros",
+        "dollars",
     ]
 )
 _STORE_STEMS = frozenset(stem(w) for w in STORE_WORDS)
+# Who speaks for the store: "we ship ...", and the model as the store ("I accept ...").
+STORE_VOICE = frozenset(
+    {"we", "our", "ours", "us", "we're", "we'll", "we've", "i", "i'm", "i'll", "i've", "my"}
+)
 
 UNKNOWN_PREFIX = "Our help pages don't cover that, so I can't answer it reliably."
 WITHHELD = (
@@ -233,15 +252,20 @@ def source_refs(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
     return [SourceRef(title=t, url=u, score=round(s, 4)) for (t, u), s in ordered]
 
 
-def store_claims(sentence: str) -> list[str]:
-    """Why a general (not grounded) sentence speaks about the store; [] when it does not."""
+def store_claims(sentence: str, question: str = "") -> list[str]:
+    """Why a general (not grounded) sentence may not be sent; [] when it may.
+
+    A general answer has no sources, so it states no checkable fact (amount, number,
+    address, ...) that the user did not write themselves, and does not speak for the store.
+    """
+    asked = {fact.key for fact in facts(question)}
     problems = [
         f"{fact.kind} in a general answer: {fact.text!r}"
         for fact in facts(sentence)
-        if fact.kind in {"money", "percent", "email", "url", "phone"}
+        if fact.key not in asked
     ]
     words = tokens(sentence)
-    voice = {"we", "our", "ours", "us", "we're", "we'll", "we've"} & set(words)
+    voice = STORE_VOICE & set(words)
     if voice and any(stem(w) in _STORE_STEMS for w in words):
         problems.append("speaks for the store")
     return problems
@@ -250,6 +274,29 @@ def store_claims(sentence: str) -> list[str]:
 def about_store(question: str) -> bool:
     """True when the message uses a word about the store (orders, shipping, ...)."""
     return bool(content_stems(question) & _STORE_STEMS)
+
+
+class RecentQuestions:
+    """The last questions of recent sessions, as this replica looked them up.
+
+    A session's messages all reach the replica that owns its partition, so the question
+    before a follow-up is usually known here at once, before the memory worker has stored
+    it (the memory service's recent turns are the fallback after a rebalance).
+    """
+
+    def __init__(self, max_sessions: int = 10_000, per_session: int = 4) -> None:
+        self._max = max_sessions
+        self._per_session = per_session
+        self._questions: OrderedDict[str, list[str]] = OrderedDict()
+
+    def get(self, session_id: str) -> list[str]:
+        return list(self._questions.get(session_id, ()))
+
+    def add(self, session_id: str, question: str) -> None:
+        kept = self._questions.pop(session_id, [])
+        self._questions[session_id] = [*kept, question][-self._per_session :]
+        while len(self._questions) > self._max:
+            self._questions.popitem(last=False)
 
 
 class AnswerEngine:
@@ -270,6 +317,7 @@ class AnswerEngine:
         self._router: FaqRouter | None = None
         self._router_for: FaqMatcher | None = None
         self._next_embed_try = 0.0
+        self._recent = RecentQuestions()
 
     @property
     def faq(self) -> FaqMatcher:
@@ -287,11 +335,17 @@ class AnswerEngine:
         return Plan(**{**plan.__dict__, "engine_ms": round(elapsed, 3)})
 
     async def _plan(self, message: UserMessage) -> Plan:
+        plan = await self._decide(message)
+        if plan.query:  # not a greeting
+            self._recent.add(message.session_id, plan.query)
+        return plan
+
+    async def _decide(self, message: UserMessage) -> Plan:
         text = message.text.strip()
         router = await self._faq_router()
         greeting = router.greeting(text)
         if greeting is not None:
-            return self._canned(greeting, text)
+            return self._canned(greeting, "")
         context = await self._lookup(message, text)
         previous = self._previous_questions(message, context)
         query = with_previous(text, previous)
@@ -368,7 +422,7 @@ class AnswerEngine:
             "general",
             reason="off_topic",
             prompt=prompt,
-            check=store_claims,
+            check=functools.partial(store_claims, question=message.text),
             instead=WITHHELD,
             instead_reason="withheld",
             query=query,
@@ -406,10 +460,12 @@ class AnswerEngine:
             message.session_id, query, user=message.user, evidence=True, vector=True
         )
 
-    @staticmethod
-    def _previous_questions(message: UserMessage, context: Context | None) -> list[str]:
+    def _previous_questions(self, message: UserMessage, context: Context | None) -> list[str]:
         if message.history is not None:
             return [t.text for t in message.history if t.role == "user"]
+        known = self._recent.get(message.session_id)
+        if known:
+            return known
         if context is None:
             return []
         return [

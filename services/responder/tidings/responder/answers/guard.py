@@ -20,8 +20,10 @@ Check = Callable[[str], list[str]]
 
 _END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 _TRIGGER_CHARS = re.compile(r"[0-9$€£%@]|https?:|www\.")
-# First-person plural: the model speaking for the store.
-_STORE_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
+# First person: the model speaking for the store ("we ship", "I accept").
+_STORE_VOICE = frozenset(
+    {"we", "our", "ours", "us", "we're", "we'll", "we've", "i", "i'm", "i'll", "i've", "my"}
+)
 
 
 class Blocked(Exception):

@@ -156,8 +156,6 @@ STOPWORDS = frozenset(
         "another",
         "more",
         "most",
-        "much",
-        "many",
         "few",
         "lot",
         "lots",
