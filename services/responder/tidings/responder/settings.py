@@ -172,7 +172,7 @@ class ResponderSettings(BaseSettings):
         description="A canned answer needs a message this close (cosine) to one of its questions.",
     )
     evidence_min_similarity: float = Field(
-        default=0.45,
+        default=0.4,
         ge=0,
         le=1,
         title="Evidence similarity",
@@ -183,7 +183,7 @@ class ResponderSettings(BaseSettings):
         ),
     )
     foreign_word_penalty: float = Field(
-        default=0.02, ge=0, le=1, title="Foreign word penalty", description="See above."
+        default=0.04, ge=0, le=1, title="Foreign word penalty", description="See above."
     )
     memory_retry_s: float = Field(
         default=5.0,

@@ -65,10 +65,13 @@ SECTION_WEIGHT = 0.3
 class EvidenceLimits:
     """When the knowledge base counts as answering (docs/responder.md: tuning)."""
 
-    min_similarity: float = 0.45
+    min_similarity: float = 0.4
+    # The share of the question's words that the best sentence (or its headings) uses adds
+    # this much: a close sentence that shares no word with the question is weak evidence.
+    coverage_bonus: float = 0.2
     # Question words the retrieved knowledge never uses lower the confidence: each one
     # raises the similarity needed by this much.
-    foreign_word_penalty: float = 0.02
+    foreign_word_penalty: float = 0.04
     max_sentences: int = 2
     # A second sentence of the same section is quoted when it scores within this of the
     # best one (the answer is often in the sentence next to the closest one).
@@ -110,7 +113,7 @@ def answering(
     needed = limits.min_similarity + limits.foreign_word_penalty * len(
         foreign_words(question, chunks)
     )
-    if best.similarity < needed:
+    if best.similarity + limits.coverage_bonus * best.coverage < needed:
         return []
     chosen = [best]
     for other in ranked[1:]:
