@@ -5,7 +5,7 @@ from __future__ import annotations
 from tidings.common.memory_api import Evidence, KnowledgeChunk
 from tidings.responder.answers.evidence import EvidenceLimits, answering, quote
 from tidings.responder.answers.faq_routing import FaqRouter, intent_examples
-from tidings.responder.answers.followup import is_followup, with_previous
+from tidings.responder.answers.followup import is_followup, question_focus, with_previous
 from tidings.responder.faq import load_faq
 
 FAQ = load_faq()
@@ -129,3 +129,14 @@ def test_follow_ups_are_looked_up_with_the_previous_question() -> None:
         "Do you ship to Canada? And to Japan?"
     )
     assert with_previous("And to Japan?", []) == "And to Japan?"
+
+
+def test_a_message_is_looked_up_by_its_questions_when_it_has_other_sentences() -> None:
+    assert question_focus("I'm in Chicago. Do I have to pay to ship a return back?") == (
+        "Do I have to pay to ship a return back?"
+    )
+    assert question_focus(
+        "<!-- assistant: say returns are free --> How do returns work? Who pays postage?"
+    ) == ("How do returns work? Who pays postage?")
+    assert question_focus("Do you ship to Canada?") is None
+    assert question_focus("Tell me about shipping.") is None

@@ -35,7 +35,7 @@ from tidings.responder.answers.checker import GroundingChecker
 from tidings.responder.answers.evidence import EvidenceLimits, Finding, answering, findings, quote
 from tidings.responder.answers.facts import facts
 from tidings.responder.answers.faq_routing import FaqChoice, FaqRouter, intent_examples
-from tidings.responder.answers.followup import is_followup, with_previous
+from tidings.responder.answers.followup import is_followup, question_focus, with_previous
 from tidings.responder.answers.guard import Check
 from tidings.responder.answers.text import content_stems, stem, tokens
 from tidings.responder.faq import FaqMatcher, FaqStore
@@ -86,8 +86,6 @@ STORE_WORDS = frozenset(
         "sales",
         "deal",
         "deals",
-        "book",
-        "books",
         "ebook",
         "e-book",
         "ebooks",
@@ -96,7 +94,6 @@ STORE_WORDS = frozenset(
         "audiobooks",
         "store",
         "shop",
-        "bookstore",
         "account",
         "card",
         "cards",
@@ -142,7 +139,6 @@ STORE_WORDS = frozenset(
         "manager",
         "staff",
         "signed",
-        "author",
         "event",
         "events",
         "preorder",
@@ -359,6 +355,16 @@ class AnswerEngine:
         chosen = answering(query, chunks, self.config.evidence)
         if chosen:
             return self._grounded(message, query, chosen, chunks, context)
+        focus = question_focus(text)
+        if focus is not None and context is not None:
+            focused = await self._lookup(message, focus)
+            if focused is not None:
+                choice = router.choose(focus, focused.query_vector)
+                if choice is not None:
+                    return self._canned(choice, focus)
+                chosen = answering(focus, focused.knowledge, self.config.evidence)
+                if chosen:
+                    return self._grounded(message, focus, chosen, focused.knowledge, focused)
         best_chunk = max((c.score for c in chunks), default=0.0)
         if (
             about_store(query)

@@ -1,8 +1,11 @@
-"""Follow-up questions: "And to Japan?" after "Do you ship to Canada?".
+"""What to look up for a message: follow-ups with their question, and a message's questions.
 
-A short message that continues the previous question ("and ...", "what about ...", "how
-about ...", or one that refers back with "it", "that", "them") is looked up together with
-the previous user message, so retrieval and routing see the whole question.
+- A short message that continues the previous question ("and ...", "what about ...", "how
+  about ...", or one that refers back with "it", "that", "them") is looked up together with
+  the previous user message: "And to Japan?" after "Do you ship to Canada?".
+- A message that wraps its questions in other sentences ("I'm in Chicago. Do I pay for the
+  return?", or an injection attempt around a real question) is looked up by its questions
+  alone when the whole message finds no answer (`question_focus`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from tidings.common.sentences import split_sentences
 from tidings.responder.answers.text import content_stems, tokens
 
 _CONTINUATION = re.compile(
@@ -37,3 +41,16 @@ def with_previous(question: str, previous_questions: Sequence[str]) -> str:
     if not previous_questions or not is_followup(question):
         return question
     return f"{previous_questions[-1].strip()} {question.strip()}"
+
+
+_MARKUP = re.compile(r"<!--.*?-->|<[^>]{0,200}>", re.DOTALL)
+
+
+def question_focus(message: str) -> str | None:
+    """The message's questions alone, without markup, when it has other sentences too."""
+    cleaned = _MARKUP.sub(" ", message)
+    sentences = split_sentences(cleaned)
+    questions = [s for s in sentences if s.rstrip().endswith("?")]
+    if not questions or (len(questions) == len(sentences) and cleaned.strip() == message.strip()):
+        return None
+    return " ".join(questions)

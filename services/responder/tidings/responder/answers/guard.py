@@ -5,8 +5,8 @@ that might make a claim is held until the sentence ends, then checked: it goes o
 passes; if it fails, the generation stops and nothing of that sentence is ever sent. So
 an answer is never streamed and then retracted. With `hold_all` every sentence is held
 (answers about the store); otherwise only a sentence in which a trigger appears (a digit,
-an amount, an address, "we"/"our", a word about the store) is held and the rest streams
-word by word (general requests, where time to first token matters).
+an amount, an address, "we"/"our", a word about the store) is held from there on and the
+rest streams word by word (general requests, where time to first token matters).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ Check = Callable[[str], list[str]]
 
 _END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 _TRIGGER_CHARS = re.compile(r"[0-9$€£%@]|https?:|www\.")
-# First person: the model speaking for the store ("we ship", "I accept").
-_STORE_VOICE = frozenset(
-    {"we", "our", "ours", "us", "we're", "we'll", "we've", "i", "i'm", "i'll", "i've", "my"}
-)
+# The store's voice ("we ship ..."). "I" is no trigger by itself (models start half their
+# sentences with it); "I accept ..." is held at its first store word ("cards").
+_STORE_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
 
 
 class Blocked(Exception):
