@@ -22,6 +22,7 @@ Run: `.venv/bin/python tests/bench/run.py bench_engine`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -124,11 +125,13 @@ def env_for(kafka: KafkaSettings, llm_base: str, memory_port: int, work: Path) -
 
 
 async def knowledge_loaded(memory_port: int) -> None:
+    await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{memory_port}/ready", timeout_s=180)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{memory_port}", timeout=5) as c:
         for _ in range(600):
-            found = await c.get("/context", params={"session_id": "probe", "query": "ship"})
-            if found.status_code == 200 and found.json()["knowledge"]:
-                return
+            with contextlib.suppress(httpx.TransportError):
+                found = await c.get("/context", params={"session_id": "probe", "query": "ship"})
+                if found.status_code == 200 and found.json()["knowledge"]:
+                    return
             await asyncio.sleep(0.2)
     raise RuntimeError("the sample knowledge base did not load")
 

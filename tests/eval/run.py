@@ -146,6 +146,7 @@ class Options:
     concurrency: int
     timeout_s: float
     work_dir: Path
+    answer_mode: str = "quote"
 
 
 async def wait_for_knowledge(memory_url: str, timeout_s: float = 60.0) -> int:
@@ -243,6 +244,7 @@ async def run_stack(cases: Sequence[Case], reference: Reference, options: Option
                         kafka=kafka,
                         llm=llm,
                         memory=memory_api,
+                        answer_mode=options.answer_mode,  # type: ignore[arg-type]
                     )
                 )
             )
@@ -692,6 +694,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--openai-model", help="its model name (with --openai-base-url)")
     parser.add_argument("--concurrency", type=int, default=2, help="cases at once (default 2)")
     parser.add_argument(
+        "--answer-mode",
+        choices=["quote", "generate"],
+        default="quote",
+        help="RESPONDER_ANSWER_MODE of the responder (default: quote)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=90.0, help="seconds per answer (default 90)"
     )
     args = parser.parse_args(argv)
@@ -746,6 +754,7 @@ def main(argv: Sequence[str]) -> int:
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
                     work_dir=Path(tmp),
+                    answer_mode=args.answer_mode,
                 )
                 results = asyncio.run(_run_with_sigterm(cases, reference, options))
             except (StackError, InfraError) as exc:
@@ -765,7 +774,7 @@ def main(argv: Sequence[str]) -> int:
     meta = {
         "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "commit": git_commit(),
-        "label": label,
+        "label": f"{label}, RESPONDER_ANSWER_MODE={args.answer_mode}",
         "machine": machine(),
         "only": list(args.only),
         "concurrency": args.concurrency,
