@@ -182,8 +182,8 @@ async def test_a_general_request_goes_to_the_llm_without_store_claims(
     client: httpx.AsyncClient,
 ) -> None:
     done = await ask(client, "Write a haiku about autumn leaves.")
-    assert done["source"] == "llm", done
-    assert done["reason"] in {"off_topic", "withheld"}
+    # The model's answer, or, when its first sentence tried to speak for the store, the refusal.
+    assert (done["source"], done["reason"]) in {("llm", "off_topic"), ("fallback", "withheld")}
     assert_no_invented_facts(done["text"])
 
 

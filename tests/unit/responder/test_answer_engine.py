@@ -140,3 +140,13 @@ def test_a_message_is_looked_up_by_its_questions_when_it_has_other_sentences() -
     ) == ("How do returns work? Who pays postage?")
     assert question_focus("Do you ship to Canada?") is None
     assert question_focus("Tell me about shipping.") is None
+
+
+def test_requests_to_make_something_up_are_general_whatever_they_are_about() -> None:
+    from tidings.responder.answers.engine import about_store, creative
+
+    story = "Write a long story about a dragon who opens a bookshop in a small village."
+    assert creative(story) and not about_store(story)
+    assert creative("Can you tell me a funny joke about shipping?")
+    assert about_store("Do you have a physical bookshop I can visit?")
+    assert about_store("Explain your return policy")

@@ -197,3 +197,96 @@ async def test_a_cancel_after_the_answer_finished_changes_nothing() -> None:
     cancel.set()
     assert isinstance(done, ResponseDone)
     assert not any(isinstance(e, ResponseError) for e in sink.events)
+
+
+class Saying(Recording):
+    """A model that always says `text`, word by word."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(tokens=100)
+        self._text = text
+
+    def words(self, request: LLMRequest) -> list[str]:
+        return self._text.split()
+
+
+GIFT_CONTEXT = Context(
+    session_id="s1",
+    knowledge=[
+        KnowledgeChunk(
+            chunk_id="a",
+            text="Store gift cards come in amounts from $10 to $200 and never expire.",
+            title="Payments > Gift cards",
+            url="https://kb/gift",
+            source="kb",
+            score=0.8,
+            sentences=[
+                Evidence(
+                    text="Store gift cards come in amounts from $10 to $200 and never expire.",
+                    score=0.82,
+                )
+            ],
+        ),
+    ],
+)
+GIFT_MEMORY = httpx.MockTransport(
+    lambda r: (
+        httpx.Response(200, content=GIFT_CONTEXT.model_dump_json())
+        if r.url.path == "/context"
+        else httpx.Response(503)
+    )
+)
+
+
+def generating_router(backend: Recording) -> Router:
+    return Router(
+        load_faq(),
+        BackendChain([backend], timeout_s=5),
+        RouterConfig(
+            fallback_text=FALLBACK,
+            flush_ms=5,
+            flush_chars=16,
+            engine=EngineConfig(mode="generate", limits=PromptLimits(2000)),
+        ),
+        context=ContextSource(
+            MemoryClient(MemoryApiSettings(url="http://memory.test"), transport=GIFT_MEMORY)
+        ),
+    )
+
+
+async def test_a_generated_answer_that_passes_the_check_is_sent_with_its_sources() -> None:
+    backend = Saying("Store gift cards never expire.")
+    sink = Sink()
+    done = await generating_router(backend).answer(msg("Do gift cards expire?"), sink)
+    assert isinstance(done, ResponseDone)
+    assert (done.source, done.reason, done.text) == (
+        "knowledge",
+        None,
+        "Store gift cards never expire.",
+    )
+    assert [s.url for s in done.sources] == ["https://kb/gift"]
+    # The model saw the evidence, not raw chunks.
+    assert "never expire" in backend.requests[0].messages[0]["content"]
+
+
+async def test_a_generated_answer_that_fails_the_check_is_never_sent_and_the_source_is_quoted() -> (
+    None
+):
+    backend = Saying("Yes, gift cards expire after 12 months.")
+    sink = Sink()
+    done = await generating_router(backend).answer(msg("Do gift cards expire?"), sink)
+    assert isinstance(done, ResponseDone)
+    assert (done.source, done.reason) == ("knowledge", "quoted")
+    streamed = "".join(e.text for e in sink.events if isinstance(e, ResponseDelta))
+    assert "12 months" not in streamed
+    assert streamed.startswith("Store gift cards come in amounts from $10 to $200")
+
+
+async def test_a_general_answer_that_speaks_for_the_store_is_withheld() -> None:
+    backend = Saying("We ship every order for free to students.")
+    sink = Sink()
+    done = await make_router(backend).answer(msg("Write me a poem"), sink)
+    assert isinstance(done, ResponseDone)
+    assert (done.source, done.reason) == ("fallback", "withheld")
+    streamed = "".join(e.text for e in sink.events if isinstance(e, ResponseDelta))
+    assert "free" not in streamed

@@ -279,14 +279,12 @@ class Router:
         if run.seq == 0:
             if blocked is None:
                 log.warning("LLM returned no text; sending the fallback")
-            if grounded or blocked is not None:
+            if grounded:
                 return await self._canned(
-                    run,
-                    plan.instead,
-                    source,
-                    sources=plan.sources if grounded else (),
-                    reason=plan.instead_reason,
+                    run, plan.instead, "knowledge", sources=plan.sources, reason="quoted"
                 )
+            if blocked is not None:
+                return await self._canned(run, plan.instead, "fallback", reason="withheld")
             return await self._canned(run, self._fallback_text(), "fallback")
         return await self._finish_done(
             run,

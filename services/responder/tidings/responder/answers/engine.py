@@ -11,7 +11,8 @@
 - `unknown` (`fallback`, reason `unanswered`): a question about the store that the knowledge
   base does not answer: said plainly, with the fallback contact.
 - `general` (`llm`, reason `off_topic`): not about the store ("write a haiku"): the LLM,
-  held to making no claim about the store (reason `withheld` when it tries).
+  held to making no claim about the store (when it tries, a refusal replaces it: source
+  `fallback`, reason `withheld`).
 
 Messages are looked up with the previous user message when they follow up on it
 (`followup.py`); the conversation comes from the message itself (OpenAI-compatible API)
@@ -21,6 +22,7 @@ or from the memory service.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -116,7 +118,6 @@ STORE_WORDS = frozenset(
         "opening",
         "phone",
         "call",
-        "number",
         "contact",
         "email",
         "address",
@@ -190,9 +191,8 @@ STORE_WORDS = frozenset(
 )
 _STORE_STEMS = frozenset(stem(w) for w in STORE_WORDS)
 # Who speaks for the store: "we ship ...", and the model as the store ("I accept ...").
-STORE_VOICE = frozenset(
-    {"we", "our", "ours", "us", "we're", "we'll", "we've", "i", "i'm", "i'll", "i've", "my"}
-)
+STORE_PLURAL_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
+STORE_VOICE = STORE_PLURAL_VOICE | {"i", "i'm", "i'll", "i've", "my"}
 
 UNKNOWN_PREFIX = "Our help pages don't cover that, so I can't answer it reliably."
 WITHHELD = (
@@ -256,7 +256,9 @@ def source_refs(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
     return [SourceRef(title=t, url=u, score=round(s, 4)) for (t, u), s in ordered]
 
 
-def store_claims(sentence: str, question: str = "") -> list[str]:
+def store_claims(
+    sentence: str, question: str = "", voice: frozenset[str] = STORE_VOICE
+) -> list[str]:
     """Why a general (not grounded) sentence may not be sent; [] when it may.
 
     A general answer has no sources, so it states no checkable fact (amount, number,
@@ -269,15 +271,29 @@ def store_claims(sentence: str, question: str = "") -> list[str]:
         if fact.key not in asked
     ]
     words = tokens(sentence)
-    voice = STORE_VOICE & set(words)
-    if voice and any(stem(w) in _STORE_STEMS for w in words):
+    if voice & set(words) and any(stem(w) in _STORE_STEMS for w in words):
         problems.append("speaks for the store")
     return problems
 
 
+_CREATIVE = re.compile(
+    r"^\W*(?:(?:hi|hello|hey|ok|okay|please)\W+)*(?:(?:can|could|would|will) you\W+)?"
+    r"(?:please\W+)?(?:write|compose|make up|imagine|pretend|draft a poem|"
+    r"tell me (?:a|an|another|some|one more) (?:\w+ )?(?:story|stories|joke|jokes|poem|"
+    r"riddle|fairy tale)|give me (?:a|an) (?:\w+ )?(?:poem|story|haiku|joke|limerick))\b",
+    re.IGNORECASE,
+)
+
+
+def creative(question: str) -> bool:
+    """A request to make something up ("Write a story about a dragon who opens a bookshop"):
+    general whatever it is about; the guard keeps it from speaking for the store."""
+    return bool(_CREATIVE.match(question))
+
+
 def about_store(question: str) -> bool:
     """True when the message uses a word about the store (orders, shipping, ...)."""
-    return bool(content_stems(question) & _STORE_STEMS)
+    return bool(content_stems(question) & _STORE_STEMS) and not creative(question)
 
 
 class RecentQuestions:
@@ -374,7 +390,7 @@ class AnswerEngine:
                 if chosen:
                     return self._grounded(message, focus, chosen, focused.knowledge, focused)
         best_chunk = max((c.score for c in chunks), default=0.0)
-        if (
+        if not creative(text) and (
             about_store(query)
             or best_chunk >= self.config.store_min_similarity
             or (is_followup(text) and bool(previous))
@@ -436,7 +452,12 @@ class AnswerEngine:
             "general",
             reason="off_topic",
             prompt=prompt,
-            check=functools.partial(store_claims, question=message.text),
+            # In a story "I" is a character; "we"/"our" still speak for the store.
+            check=functools.partial(
+                store_claims,
+                question=message.text,
+                voice=STORE_PLURAL_VOICE if creative(message.text) else STORE_VOICE,
+            ),
             instead=WITHHELD,
             instead_reason="withheld",
             query=query,
