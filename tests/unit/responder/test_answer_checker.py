@@ -134,3 +134,12 @@ def test_sentences_of_markdown_keep_abbreviations_and_list_items() -> None:
         "Sign in and open Orders.",
         "Choose the order.",
     ]
+
+
+def test_a_sentence_blocked_after_its_first_words_went_out_is_marked_cut() -> None:
+    guard = SentenceGuard(store_claims, hold_all=False, store_words=frozenset({"shipping"}))
+    sent = "".join(guard.feed(t) for t in ["Sure, ", "the ", "shipping "])
+    assert sent == "Sure, the"  # held from "shipping" on
+    with pytest.raises(Blocked):
+        guard.feed("is $5. ")
+    assert guard.cut_mid_sentence

@@ -150,3 +150,5 @@ def test_requests_to_make_something_up_are_general_whatever_they_are_about() -> 
     assert creative("Can you tell me a funny joke about shipping?")
     assert about_store("Do you have a physical bookshop I can visit?")
     assert about_store("Explain your return policy")
+    assert about_store("I run a blog. Do you have an affiliate program?")
+    assert not about_store("How are you today?")

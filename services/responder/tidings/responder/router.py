@@ -268,6 +268,8 @@ class Router:
             log.warning("LLM failed mid-answer", error=str(exc), deltas=run.seq)
             return await self._finish_error(run, LLM_FAILED, _INTERRUPTED)
         if blocked is not None:
+            if guard.cut_mid_sentence:
+                await run.delta("…")  # the sentence stops here; what it was going to say is not
             metrics.CHECK_FAILED.labels(plan=plan.kind).inc()
             log.info(
                 "generated text failed the check",

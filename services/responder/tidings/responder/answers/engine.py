@@ -291,9 +291,20 @@ def creative(question: str) -> bool:
     return bool(_CREATIVE.match(question))
 
 
+# A question put to the store: "Do you have an affiliate program?", "Is there a membership?"
+_TO_THE_STORE = re.compile(
+    r"\b(?:(?:do|does|can|could|will|would) you (?:guys )?(?:have|offer|sell|run|provide|give|"
+    r"ship|accept|take|support|allow|carry|stock|deliver|match|buy|do)|is there (?:a|an|any)|"
+    r"are there (?:any)|can i (?:get|have|use|pay|order|buy|pick|cancel|change|return))\b",
+    re.IGNORECASE,
+)
+
+
 def about_store(question: str) -> bool:
-    """True when the message uses a word about the store (orders, shipping, ...)."""
-    return bool(content_stems(question) & _STORE_STEMS) and not creative(question)
+    """True when the message is put to the store or uses a word about it (orders, ...)."""
+    if creative(question):
+        return False
+    return bool(_TO_THE_STORE.search(question)) or bool(content_stems(question) & _STORE_STEMS)
 
 
 class RecentQuestions:

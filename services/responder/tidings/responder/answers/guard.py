@@ -47,6 +47,7 @@ class SentenceGuard:
         self._sent = 0  # characters of `_pending` already sent (unheld sentences)
         self._held = hold_all
         self.passed = ""  # everything that went out
+        self.cut_mid_sentence = False
 
     def feed(self, text: str) -> str:
         """Add generated text; the part that may be sent now."""
@@ -78,6 +79,8 @@ class SentenceGuard:
         if held and sentence.strip():
             problems = self._check(sentence.strip())
             if problems:
+                # The words before the trigger went out already: the answer ends mid-sentence.
+                self.cut_mid_sentence = sent > 0
                 raise Blocked(sentence.strip(), problems)
         return sentence[sent:]
 
