@@ -139,7 +139,17 @@ def test_sentences_of_markdown_keep_abbreviations_and_list_items() -> None:
 def test_a_sentence_blocked_after_its_first_words_went_out_is_marked_cut() -> None:
     guard = SentenceGuard(store_claims, hold_all=False, store_words=frozenset({"shipping"}))
     sent = "".join(guard.feed(t) for t in ["Sure, ", "the ", "shipping "])
-    assert sent == "Sure, the"  # held from "shipping" on
+    assert sent == "Sure, the "  # held from "shipping" on
     with pytest.raises(Blocked):
         guard.feed("is $5. ")
     assert guard.cut_mid_sentence
+
+
+def test_words_stream_at_once_unless_they_could_still_become_a_trigger() -> None:
+    guard = SentenceGuard(
+        store_claims, hold_all=False, store_words=frozenset({"shipping"}), question="Tell me 17"
+    )
+    assert guard.feed("Once") == "Once"  # no trigger starts with "once"
+    assert guard.feed(" upon a sh") == " upon a"  # "sh" may become "shipping"
+    assert guard.feed("ell 17") == " shell 17"  # the user's own number streams
+    assert guard.feed(" and 42") == ""  # a number the user did not write is held

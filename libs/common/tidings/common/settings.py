@@ -170,11 +170,16 @@ class LLMSettings(BaseSettings):
     llm_temperature: float = Field(default=0.3, ge=0, le=2, title="Sampling temperature")
     llm_system_prompt: str = Field(
         default=(
-            "You are Tidings, a friendly and concise customer-support assistant for an online "
-            "bookstore. Answer in a few sentences. If you do not know, say so and suggest "
-            "contacting support@bookstore.com."
+            "You are Tidings, a friendly and concise assistant in an online bookstore's "
+            "support chat. Answer in a few sentences. Never state the store's prices, "
+            "discounts, policies, phone numbers or opening hours."
         ),
         title="System prompt",
+        description=(
+            "For general requests (chit-chat, 'write a haiku'); answers about the store come "
+            "from the knowledge base, and the answer engine holds the model to making no "
+            "claim about the store whatever this says (docs/responder.md)."
+        ),
     )
 
 

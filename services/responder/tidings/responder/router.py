@@ -250,7 +250,9 @@ class Router:
         grounded = plan.kind == "generate"
         source: AnswerSource = "knowledge" if grounded else "llm"
         # Generated text goes out only after it passed the check (guard.py).
-        guard = SentenceGuard(plan.check, hold_all=grounded, store_words=STORE_WORDS)
+        guard = SentenceGuard(
+            plan.check, hold_all=grounded, store_words=STORE_WORDS, question=run.message.text
+        )
         await run.start(source=source, model=self._backend.model)
         try:
             finished, blocked = await self._stream_llm(run, plan.prompt, guard)

@@ -15,7 +15,7 @@ from tidings.common.memory_api import MemoryClient
 from tidings.common.ops import ops_app
 from tidings.common.pacing import FetchPacer
 from tidings.common.runtime import HttpServer
-from tidings.responder.answers.engine import GENERAL_RULES, EngineConfig
+from tidings.responder.answers.engine import EngineConfig
 from tidings.responder.answers.evidence import EvidenceLimits
 from tidings.responder.cancels import CancelRegistry
 from tidings.responder.consumer import ResponderConsumer
@@ -153,7 +153,7 @@ class ResponderService:
                     min_similarity=settings.evidence_min_similarity,
                     foreign_word_penalty=settings.foreign_word_penalty,
                 ),
-                general_prompt=f"{llm.llm_system_prompt} {GENERAL_RULES}",
+                general_prompt=llm.llm_system_prompt,
                 limits=PromptLimits(
                     budget_tokens=max(
                         64, settings.backends.llm_context_tokens - llm.llm_max_tokens

@@ -199,11 +199,10 @@ WITHHELD = (
     "I can't help with that here. I can answer questions about our books, orders, "
     "shipping, returns and payments."
 )
-GENERAL_RULES = (
-    "Never state prices, discounts, policies, phone numbers, addresses or opening hours of "
-    "the store."
+GENERAL_PROMPT = (
+    "You are a friendly assistant in a bookstore's support chat. Never state the store's "
+    "prices, discounts, policies, phone numbers or opening hours."
 )
-GENERAL_PROMPT = f"You are a friendly assistant in a bookstore's support chat. {GENERAL_RULES}"
 GROUNDED_PROMPT = (
     "You answer customers of a bookstore. Answer the question in one or two sentences using "
     "only the facts below, in their words. Do not add anything that the facts do not say. "
@@ -257,14 +256,15 @@ def source_refs(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
 
 
 def store_claims(
-    sentence: str, question: str = "", voice: frozenset[str] = STORE_VOICE
+    sentence: str, question: str = "", voice: frozenset[str] = STORE_VOICE, allowed: str = ""
 ) -> list[str]:
     """Why a general (not grounded) sentence may not be sent; [] when it may.
 
     A general answer has no sources, so it states no checkable fact (amount, number,
-    address, ...) that the user did not write themselves, and does not speak for the store.
+    address, ...) that the user did not write themselves (or that `allowed`, the fallback
+    contact, does not give), and does not speak for the store.
     """
-    asked = {fact.key for fact in facts(question)}
+    asked = {fact.key for fact in facts(f"{question} {allowed}")}
     problems = [
         f"{fact.kind} in a general answer: {fact.text!r}"
         for fact in facts(sentence)
@@ -468,6 +468,7 @@ class AnswerEngine:
                 store_claims,
                 question=message.text,
                 voice=STORE_PLURAL_VOICE if creative(message.text) else STORE_VOICE,
+                allowed=self.fallback,
             ),
             instead=WITHHELD,
             instead_reason="withheld",

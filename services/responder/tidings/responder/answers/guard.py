@@ -5,8 +5,10 @@ that might make a claim is held until the sentence ends, then checked: it goes o
 passes; if it fails, the generation stops and nothing of that sentence is ever sent. So
 an answer is never streamed and then retracted. With `hold_all` every sentence is held
 (answers about the store); otherwise only a sentence in which a trigger appears (a digit,
-an amount, an address, "we"/"our", a word about the store) is held from there on and the
-rest streams word by word (general requests, where time to first token matters).
+an amount, an address, "we"/"our", a word about the store; not a number the user wrote) is
+held from there on and the rest streams word by word (general requests, where time to first
+token matters). A word that is still growing is kept back only while it could become a
+trigger.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from tidings.responder.answers.text import stem, tokens
 Check = Callable[[str], list[str]]
 
 _END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
-_TRIGGER_CHARS = re.compile(r"[0-9$€£%@]|https?:|www\.")
+_TRIGGER_CHARS = re.compile(r"[$€£%@]|https?:|www\.")
+_NUMBER = re.compile(r"\d+")
 # The store's voice ("we ship ..."). "I" is no trigger by itself (models start half their
 # sentences with it); "I accept ..." is held at its first store word ("cards").
 _STORE_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
@@ -38,11 +41,20 @@ class SentenceGuard:
     """Feeds on generated text, returns what may be sent now; raises `Blocked`."""
 
     def __init__(
-        self, check: Check, *, hold_all: bool, store_words: frozenset[str] = frozenset()
+        self,
+        check: Check,
+        *,
+        hold_all: bool,
+        store_words: frozenset[str] = frozenset(),
+        question: str = "",
     ) -> None:
+        """`question`: the user's message; numbers it contains are no trigger (the model
+        may repeat them)."""
         self._check = check
         self._hold_all = hold_all
         self._store_stems = frozenset(stem(w) for w in store_words)
+        self._prefixes = frozenset(store_words) | _STORE_VOICE
+        self._asked_numbers = frozenset(_NUMBER.findall(question))
         self._pending = ""  # the current sentence, not yet ended
         self._sent = 0  # characters of `_pending` already sent (unheld sentences)
         self._held = hold_all
@@ -90,8 +102,12 @@ class SentenceGuard:
         if self._triggered(self._pending):
             self._held = True
             return ""
-        # Keep the last (maybe unfinished) word back: it may turn out to be a trigger.
+        # The last word may be unfinished: it is kept back only while it could still turn
+        # into a trigger ("w" -> "we", "shi" -> "shipping").
         cut = self._pending.rfind(" ")
+        last = self._pending[cut + 1 :].casefold()
+        if not last or not any(word.startswith(last) for word in self._prefixes):
+            cut = len(self._pending)
         if cut <= self._sent:
             return ""
         out = self._pending[self._sent : cut]
@@ -101,6 +117,13 @@ class SentenceGuard:
     def _triggered(self, text: str) -> bool:
         if _TRIGGER_CHARS.search(text):
             return True
+        for found in _NUMBER.finditer(text):
+            number = found.group(0)
+            unfinished = found.end() == len(text)
+            if number not in self._asked_numbers and not (
+                unfinished and any(a.startswith(number) for a in self._asked_numbers)
+            ):
+                return True
         words = tokens(text)
         if _STORE_VOICE & set(words):
             return True
