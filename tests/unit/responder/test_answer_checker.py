@@ -145,11 +145,12 @@ def test_a_sentence_blocked_after_its_first_words_went_out_is_marked_cut() -> No
     assert guard.cut_mid_sentence
 
 
-def test_words_stream_at_once_unless_they_could_still_become_a_trigger() -> None:
+def test_words_stream_at_once_and_numbers_the_user_wrote_are_no_trigger() -> None:
     guard = SentenceGuard(
         store_claims, hold_all=False, store_words=frozenset({"shipping"}), question="Tell me 17"
     )
-    assert guard.feed("Once") == "Once"  # no trigger starts with "once"
-    assert guard.feed(" upon a sh") == " upon a"  # "sh" may become "shipping"
-    assert guard.feed("ell 17") == " shell 17"  # the user's own number streams
+    assert guard.feed("Once") == "Once"
+    assert guard.feed(" upon a sh") == " upon a sh"
+    assert guard.feed("ell 1") == "ell"  # a number may still grow
+    assert guard.feed("7 times") == " 17 times"  # the user's own number streams
     assert guard.feed(" and 42") == ""  # a number the user did not write is held

@@ -7,8 +7,8 @@ an answer is never streamed and then retracted. With `hold_all` every sentence i
 (answers about the store); otherwise only a sentence in which a trigger appears (a digit,
 an amount, an address, "we"/"our", a word about the store; not a number the user wrote) is
 held from there on and the rest streams word by word (general requests, where time to first
-token matters). A word that is still growing is kept back only while it could become a
-trigger.
+token matters). A fragment of a trigger word may go out before the word is whole; it
+states nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ class SentenceGuard:
         self._check = check
         self._hold_all = hold_all
         self._store_stems = frozenset(stem(w) for w in store_words)
-        self._prefixes = frozenset(store_words) | _STORE_VOICE
         self._asked_numbers = frozenset(_NUMBER.findall(question))
         self._pending = ""  # the current sentence, not yet ended
         self._sent = 0  # characters of `_pending` already sent (unheld sentences)
@@ -102,11 +101,11 @@ class SentenceGuard:
         if self._triggered(self._pending):
             self._held = True
             return ""
-        # The last word may be unfinished: it is kept back only while it could still turn
-        # into a trigger ("w" -> "we", "shi" -> "shipping").
+        # Text goes out as it comes. A fragment of a trigger word ("W" of "We") may go out
+        # before the word is whole and held: a fragment states nothing. A number may still
+        # grow ("1" -> "19"), so the last word is kept back while it has a digit.
         cut = self._pending.rfind(" ")
-        last = self._pending[cut + 1 :].casefold()
-        if not last or not any(word.startswith(last) for word in self._prefixes):
+        if not any(c.isdigit() for c in self._pending[cut + 1 :]):
             cut = len(self._pending)
         if cut <= self._sent:
             return ""
