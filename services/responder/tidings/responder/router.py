@@ -253,7 +253,8 @@ class Router:
         guard = SentenceGuard(
             plan.check, hold_all=grounded, store_words=STORE_WORDS, question=run.message.text
         )
-        await run.start(source=source, model=self._backend.model)
+        # The source is not known yet: a failed check or a failing LLM changes it.
+        await run.start(model=self._backend.model)
         try:
             finished, blocked = await self._stream_llm(run, plan.prompt, guard)
         except (LLMError, TimeoutError) as exc:
