@@ -40,7 +40,7 @@ $(LLAMA_WHEEL_STAMP):
 $(STAMP): $(LLAMA_WHEEL_STAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	@# The CPU build of torch first, or sentence-transformers pulls the CUDA wheels.
+	@# torch first, pinned; where PyPI serves only the CUDA build it runs on the CPU (README).
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet --no-deps --force-reinstall \
 		$(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl

@@ -198,6 +198,10 @@ class ResponderConsumer:
                 position = await asyncio.wait_for(self._consumer.position(tp), 0.1)
             except (IllegalStateError, KafkaError, TimeoutError):
                 continue
+            if tp not in self._workers:
+                # Revoked while its position was asked (a rebalance after a broker restart):
+                # no longer ours to read from the start (a KeyError here crashed the loop).
+                continue
             if position > highwater:
                 await self._log_started_over(tp, position, highwater)
                 continue
@@ -225,7 +229,9 @@ class ResponderConsumer:
             position=position,
             log_end=highwater,
         )
-        old = self._workers.pop(tp)
+        old = self._workers.pop(tp, None)
+        if old is None:
+            return
         self._workers[tp] = self._new_worker(tp)
         await self._consumer.seek_to_beginning(tp)
         stopping = asyncio.create_task(old.stop(self._revoke_grace_s), name="responder-old-log")
