@@ -152,3 +152,16 @@ def test_requests_to_make_something_up_are_general_whatever_they_are_about() -> 
     assert about_store("Explain your return policy")
     assert about_store("I run a blog. Do you have an affiliate program?")
     assert not about_store("How are you today?")
+
+
+def test_recent_questions_are_bounded_per_session_and_in_all() -> None:
+    from tidings.responder.answers.engine import RecentQuestions
+
+    recent = RecentQuestions(max_sessions=2, per_session=2)
+    for n in range(3):
+        recent.add("a", f"q{n}")
+    assert recent.get("a") == ["q1", "q2"]
+    recent.add("b", "x" * 10_000)
+    assert len(recent.get("b")[0]) == RecentQuestions.MAX_CHARS
+    recent.add("c", "y")
+    assert recent.get("a") == []  # the least recently used session went first

@@ -10,6 +10,7 @@ questions scoring costs no model call at all.
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -22,23 +23,27 @@ _MIN_WORDS = 3
 
 
 class VectorCache:
-    """Text -> unit vector, least recently used dropped past `max_entries`."""
+    """Text -> unit vector, least recently used dropped past `max_entries`.
+
+    Vectors are kept as 32-bit float arrays (1.5 KiB for MiniLM's 384 dimensions, against
+    about 12 KiB as a list of Python floats): 20,000 sentences take about 35 MiB.
+    """
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self._max = max_entries
-        self._vectors: OrderedDict[str, list[float]] = OrderedDict()
+        self._vectors: OrderedDict[str, array[float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._vectors)
 
-    def get(self, text: str) -> list[float] | None:
+    def get(self, text: str) -> array[float] | None:
         found = self._vectors.get(text)
         if found is not None:
             self._vectors.move_to_end(text)
         return found
 
-    def put(self, text: str, vector: list[float]) -> None:
-        self._vectors[text] = vector
+    def put(self, text: str, vector: Sequence[float]) -> None:
+        self._vectors[text] = array("f", vector)
         self._vectors.move_to_end(text)
         while len(self._vectors) > self._max:
             self._vectors.popitem(last=False)

@@ -315,7 +315,10 @@ class RecentQuestions:
     it (the memory service's recent turns are the fallback after a rebalance).
     """
 
-    def __init__(self, max_sessions: int = 10_000, per_session: int = 4) -> None:
+    # Bounded whatever the traffic: 10,000 sessions x 2 questions x 400 characters.
+    MAX_CHARS = 400
+
+    def __init__(self, max_sessions: int = 10_000, per_session: int = 2) -> None:
         self._max = max_sessions
         self._per_session = per_session
         self._questions: OrderedDict[str, list[str]] = OrderedDict()
@@ -325,6 +328,7 @@ class RecentQuestions:
 
     def add(self, session_id: str, question: str) -> None:
         kept = self._questions.pop(session_id, [])
+        question = question[-self.MAX_CHARS :]  # the end: a follow-up chain ends with it
         self._questions[session_id] = [*kept, question][-self._per_session :]
         while len(self._questions) > self._max:
             self._questions.popitem(last=False)
