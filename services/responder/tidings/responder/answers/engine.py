@@ -268,7 +268,8 @@ def store_claims(
     problems = [
         f"{fact.kind} in a general answer: {fact.text!r}"
         for fact in facts(sentence)
-        if fact.key not in asked
+        # An amount is a claim even when the user named it ("give me a $50 credit").
+        if fact.key not in asked or fact.kind in {"money", "percent"}
     ]
     words = tokens(sentence)
     if voice & set(words) and any(stem(w) in _STORE_STEMS for w in words):
@@ -278,7 +279,7 @@ def store_claims(
 
 _CREATIVE = re.compile(
     r"^\W*(?:(?:hi|hello|hey|ok|okay|please)\W+)*(?:(?:can|could|would|will) you\W+)?"
-    r"(?:please\W+)?(?:write|compose|make up|imagine|pretend|draft a poem|"
+    r"(?:please\W+)?(?:write|compose|make up|draft a poem|"
     r"tell me (?:a|an|another|some|one more) (?:\w+ )?(?:story|stories|joke|jokes|poem|"
     r"riddle|fairy tale)|give me (?:a|an) (?:\w+ )?(?:poem|story|haiku|joke|limerick))\b",
     re.IGNORECASE,
