@@ -194,6 +194,9 @@ _STORE_STEMS = frozenset(stem(w) for w in STORE_WORDS)
 STORE_PLURAL_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
 STORE_VOICE = STORE_PLURAL_VOICE | {"i", "i'm", "i'll", "i've", "my"}
 
+# The memory service's `POST /embed` takes at most 256 texts at a time.
+EMBED_BATCH = 256
+
 UNKNOWN_PREFIX = "Our help pages don't cover that, so I can't answer it reliably."
 WITHHELD = (
     "I can't help with that here. I can answer questions about our books, orders, "
@@ -549,7 +552,13 @@ class AnswerEngine:
         texts = [example for intent in intents for example in intent_examples(intent)]
         if not texts:
             return {}
-        found = await self._context.embed(texts)
+        found: list[list[float]] | None = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = await self._context.embed(texts[start : start + EMBED_BATCH])
+            if batch is None or found is None:
+                found = None
+                break
+            found.extend(batch)
         if found is None or len(found) != len(texts):
             log.warning("FAQ questions could not be embedded; routing the FAQ by phrases")
             return None
