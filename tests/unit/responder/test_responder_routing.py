@@ -21,7 +21,7 @@ from tidings.common.memory_api import (
     MemoryClient,
 )
 from tidings.common.settings import LLMSettings
-from tidings.responder.answers.engine import EngineConfig
+from tidings.responder.answers.engine import AnswerMode, EngineConfig
 from tidings.responder.faq import load_faq
 from tidings.responder.llm import BackendChain, LLMRequest
 from tidings.responder.llm.echo import EchoBackend
@@ -55,11 +55,41 @@ class Recording(EchoBackend):
             yield event
 
 
+def memory_with_evidence(
+    sentence: str, *, query_vector: list[float] | None = None
+) -> httpx.MockTransport:
+    """A memory service whose /context returns one gift-card chunk scored sentence by
+    sentence (and whose /embed is down)."""
+    context = Context(
+        session_id="s1",
+        knowledge=[
+            KnowledgeChunk(
+                chunk_id="a",
+                text=sentence,
+                title="Payments > Gift cards",
+                url="https://kb/gift",
+                source="kb",
+                score=0.8,
+                sentences=[Evidence(text=sentence, score=0.82)],
+            ),
+        ],
+        query_vector=query_vector,
+    )
+    return httpx.MockTransport(
+        lambda r: (
+            httpx.Response(200, content=context.model_dump_json())
+            if r.url.path == "/context"
+            else httpx.Response(503)
+        )
+    )
+
+
 def make_router(
     backend: Recording,
     *,
     orders: httpx.MockTransport | None = None,
     memory: httpx.MockTransport | None = None,
+    mode: AnswerMode = "quote",
 ) -> Router:
     tools = [] if orders is None else [OrderStatusTool("http://orders.test", transport=orders)]
     context = None
@@ -74,7 +104,7 @@ def make_router(
             fallback_text=FALLBACK,
             flush_ms=5,
             flush_chars=16,
-            engine=EngineConfig(general_prompt="SYS", limits=PromptLimits(2000)),
+            engine=EngineConfig(mode=mode, general_prompt="SYS", limits=PromptLimits(2000)),
         ),
         tools=tools,
         context=context,
@@ -112,32 +142,8 @@ async def test_without_a_number_the_faq_asks_for_it_and_without_orders_api_numbe
 
 
 async def test_a_knowledge_answer_quotes_its_evidence_and_cites_it_without_the_llm() -> None:
-    context = Context(
-        session_id="s1",
-        knowledge=[
-            KnowledgeChunk(
-                chunk_id="a",
-                text="Gift cards come in amounts from $10 to $200 and never expire.",
-                title="Payments > Gift cards",
-                url="https://kb/gift",
-                source="kb",
-                score=0.8,
-                sentences=[
-                    Evidence(
-                        text="Gift cards come in amounts from $10 to $200 and never expire.",
-                        score=0.82,
-                    )
-                ],
-            ),
-        ],
-        query_vector=[0.1, 0.2],
-    )
-    memory = httpx.MockTransport(
-        lambda r: (
-            httpx.Response(200, content=context.model_dump_json())
-            if r.url.path == "/context"
-            else httpx.Response(503)
-        )
+    memory = memory_with_evidence(
+        "Gift cards come in amounts from $10 to $200 and never expire.", query_vector=[0.1, 0.2]
     )
     backend = Recording()
     done = await make_router(backend, memory=memory).answer(msg("Do gift cards expire?"), Sink())
@@ -210,48 +216,13 @@ class Saying(Recording):
         return self._text.split()
 
 
-GIFT_CONTEXT = Context(
-    session_id="s1",
-    knowledge=[
-        KnowledgeChunk(
-            chunk_id="a",
-            text="Store gift cards come in amounts from $10 to $200 and never expire.",
-            title="Payments > Gift cards",
-            url="https://kb/gift",
-            source="kb",
-            score=0.8,
-            sentences=[
-                Evidence(
-                    text="Store gift cards come in amounts from $10 to $200 and never expire.",
-                    score=0.82,
-                )
-            ],
-        ),
-    ],
-)
-GIFT_MEMORY = httpx.MockTransport(
-    lambda r: (
-        httpx.Response(200, content=GIFT_CONTEXT.model_dump_json())
-        if r.url.path == "/context"
-        else httpx.Response(503)
-    )
+GIFT_MEMORY = memory_with_evidence(
+    "Store gift cards come in amounts from $10 to $200 and never expire."
 )
 
 
 def generating_router(backend: Recording) -> Router:
-    return Router(
-        load_faq(),
-        BackendChain([backend], timeout_s=5),
-        RouterConfig(
-            fallback_text=FALLBACK,
-            flush_ms=5,
-            flush_chars=16,
-            engine=EngineConfig(mode="generate", limits=PromptLimits(2000)),
-        ),
-        context=ContextSource(
-            MemoryClient(MemoryApiSettings(url="http://memory.test"), transport=GIFT_MEMORY)
-        ),
-    )
+    return make_router(backend, memory=GIFT_MEMORY, mode="generate")
 
 
 async def test_a_generated_answer_that_passes_the_check_is_sent_with_its_sources() -> None:

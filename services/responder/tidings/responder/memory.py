@@ -49,31 +49,34 @@ class ContextSource:
         vector: bool = False,
     ) -> Context | None:
         """The context, or None (memory off, down, or in its retry pause)."""
-        if self._client is None or not self._client.enabled:
+        client, now = self._askable()
+        if client is None:
             return None
-        now = self._clock()
-        if self._down_since is not None and now < self._next_try:
-            return None
-        found = await self._client.context(
-            session_id, query, user=user, evidence=evidence, vector=vector
-        )
+        found = await client.context(session_id, query, user=user, evidence=evidence, vector=vector)
         self._note(found is not None, now)
         return found
 
     async def embed(self, texts: list[str]) -> list[list[float]] | None:
         """The memory service's embeddings of `texts`, or None (off, down, retry pause)."""
-        if self._client is None or not self._client.enabled:
+        client, now = self._askable()
+        if client is None:
             return None
-        now = self._clock()
-        if self._down_since is not None and now < self._next_try:
-            return None
-        found = await self._client.embed(texts)
+        found = await client.embed(texts)
         if found is None:
             # Not an outage by itself (an older memory service has no /embed): the next
             # context request tells whether memory is down.
             return None
         self._note(True, now)
         return found.vectors
+
+    def _askable(self) -> tuple[MemoryClient | None, float]:
+        """The client when memory may be asked now (on, and not in its retry pause)."""
+        now = self._clock()
+        if self._client is None or not self._client.enabled:
+            return None, now
+        if self._down_since is not None and now < self._next_try:
+            return None, now
+        return self._client, now
 
     def _note(self, answered: bool, now: float) -> None:
         """Log the start and the end of an outage; pause asking while it lasts."""

@@ -103,7 +103,7 @@ def build_prompt(
     history: list[ChatMessage] = [{"role": t.role, "content": t.text} for t in turns]
     return Prompt(
         messages=(system, *extra, *history, user),
-        sources=_sources(kept),
+        sources=source_refs(kept),
         turns_used=len(turns),
         chunks_used=len(kept),
         turns_dropped=len(eligible) - len(turns),
@@ -111,7 +111,7 @@ def build_prompt(
     )
 
 
-def _sources(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
+def source_refs(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
     """One reference per document (title and url), with its best score, best first."""
     best: dict[tuple[str, str | None], float] = {}
     for chunk in chunks:

@@ -42,7 +42,7 @@ from tidings.common.events import (
 )
 from tidings.common.logging import bind, get_logger
 from tidings.responder import metrics
-from tidings.responder.answers.engine import STORE_WORDS, AnswerEngine, EngineConfig
+from tidings.responder.answers.engine import STORE_WORDS, AnswerEngine, EngineConfig, Plan
 from tidings.responder.answers.guard import Blocked, SentenceGuard
 from tidings.responder.coalesce import Clock, DeltaCoalescer, coalesce
 from tidings.responder.faq import FaqMatcher, FaqStore
@@ -159,18 +159,12 @@ class Router:
         clock: Clock = time.monotonic,
         wall: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._faq = faq
         self._backend = backend
         self._config = config
         self._tools = tuple(tools)
         self._engine = AnswerEngine(faq, context, config.engine, fallback_text=config.fallback_text)
         self._clock = clock
         self._wall = wall
-
-    @property
-    def faq(self) -> FaqMatcher:
-        """The FAQ in use now (a reload swaps it)."""
-        return self._faq.matcher if isinstance(self._faq, FaqStore) else self._faq
 
     async def answer(
         self, message: UserMessage, emit: Emit, *, cancel: asyncio.Event | None = None
@@ -264,9 +258,7 @@ class Router:
                 log.warning("LLM failed before answering; sending the fallback", error=str(exc))
                 run.first_text_at = None
                 if grounded:
-                    return await self._canned(
-                        run, plan.instead, "knowledge", sources=plan.sources, reason="quoted"
-                    )
+                    return await self._instead(run, plan)
                 return await self._canned(run, self._fallback_text(), "fallback")
             log.warning("LLM failed mid-answer", error=str(exc), deltas=run.seq)
             return await self._finish_error(run, LLM_FAILED, _INTERRUPTED)
@@ -284,12 +276,8 @@ class Router:
         if run.seq == 0:
             if blocked is None:
                 log.warning("LLM returned no text; sending the fallback")
-            if grounded:
-                return await self._canned(
-                    run, plan.instead, "knowledge", sources=plan.sources, reason="quoted"
-                )
-            if blocked is not None:
-                return await self._canned(run, plan.instead, "fallback", reason="withheld")
+            if grounded or blocked is not None:
+                return await self._instead(run, plan)
             return await self._canned(run, self._fallback_text(), "fallback")
         return await self._finish_done(
             run,
@@ -303,6 +291,17 @@ class Router:
 
     def _fallback_text(self) -> str:
         return self._engine.fallback
+
+    async def _instead(self, run: _Answer, plan: Plan) -> Terminal:
+        """The form that cannot invent, for a generated answer of which nothing went out:
+        the quoted sources (`quoted`), or the refusal of a general answer (`withheld`)."""
+        return await self._canned(
+            run,
+            plan.instead,
+            plan.instead_source,
+            sources=plan.sources if plan.instead_source == "knowledge" else (),
+            reason=plan.instead_reason,
+        )
 
     async def _stream_llm(
         self, run: _Answer, prompt: Prompt, guard: SentenceGuard

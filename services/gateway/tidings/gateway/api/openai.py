@@ -203,6 +203,14 @@ async def _read(request: Request, ctx: GatewayContext) -> CompletionRequest:
         raise OpenAIApiError(400, describe_validation_errors(errors), param=param) from None
 
 
+def _text_of(message: ChatMessage) -> str:
+    """A message's text: its string content, or its text parts joined."""
+    content = message.content
+    if isinstance(content, list):
+        return "".join(part.text or "" for part in content if part.type == "text")
+    return content or ""
+
+
 def _history(body: CompletionRequest, max_bytes: int) -> list[HistoryTurn]:
     """The conversation before the last message: user and assistant turns, oldest first.
 
@@ -214,10 +222,8 @@ def _history(body: CompletionRequest, max_bytes: int) -> list[HistoryTurn]:
     for message in reversed(body.messages[:-1]):
         if message.role not in {"user", "assistant"}:
             continue
-        content = message.content
-        if isinstance(content, list):
-            content = "".join(part.text or "" for part in content if part.type == "text")
-        if not content or not content.strip():
+        content = _text_of(message)
+        if not content.strip():
             continue
         size = len(content.encode())
         if size > left or len(turns) >= HISTORY_TURNS:
@@ -232,10 +238,8 @@ def _last_user_text(body: CompletionRequest, max_bytes: int) -> str:
     last = body.messages[-1]
     if last.role != "user":
         raise OpenAIApiError(400, "The last message must be the user's.", param="messages")
-    content = last.content
-    if isinstance(content, list):
-        content = "".join(part.text or "" for part in content if part.type == "text")
-    if not content or not content.strip():
+    content = _text_of(last)
+    if not content.strip():
         raise OpenAIApiError(400, "The last user message is empty.", param="messages")
     if len(content.encode()) > max_bytes:
         raise OpenAIApiError(

@@ -21,6 +21,7 @@ or from the memory service.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from tidings.common.events import AnswerReason, SourceRef, UserMessage
+from tidings.common.events import AnswerReason, AnswerSource, SourceRef, UserMessage
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import Context, KnowledgeChunk, Turn
 from tidings.responder.answers.checker import GroundingChecker
@@ -38,11 +39,11 @@ from tidings.responder.answers.evidence import EvidenceLimits, Finding, answerin
 from tidings.responder.answers.facts import facts
 from tidings.responder.answers.faq_routing import FaqChoice, FaqRouter, intent_examples
 from tidings.responder.answers.followup import is_followup, question_focus, with_previous
-from tidings.responder.answers.guard import Check
+from tidings.responder.answers.guard import STORE_PLURAL_VOICE, Check
 from tidings.responder.answers.text import content_stems, stem, tokens
 from tidings.responder.faq import FaqMatcher, FaqStore
 from tidings.responder.memory import ContextSource
-from tidings.responder.prompt import Prompt, PromptLimits, build_prompt
+from tidings.responder.prompt import Prompt, PromptLimits, build_prompt, source_refs
 
 log = get_logger(__name__)
 
@@ -191,7 +192,6 @@ STORE_WORDS = frozenset(
 )
 _STORE_STEMS = frozenset(stem(w) for w in STORE_WORDS)
 # Who speaks for the store: "we ship ...", and the model as the store ("I accept ...").
-STORE_PLURAL_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
 STORE_VOICE = STORE_PLURAL_VOICE | {"i", "i'm", "i'll", "i've", "my"}
 
 # The memory service's `POST /embed` takes at most 256 texts at a time.
@@ -243,19 +243,10 @@ class Plan:
     check: Check | None = None
     # Sent instead when a generated answer fails its check before any of it passed.
     instead: str = ""
+    instead_source: AnswerSource = "fallback"
     instead_reason: AnswerReason | None = None
     query: str = ""
     engine_ms: float = 0.0
-
-
-def source_refs(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
-    """One reference per document (title and url), with its best score, best first."""
-    best: dict[tuple[str, str | None], float] = {}
-    for chunk in chunks:
-        key = (chunk.title, chunk.url)
-        best[key] = max(best.get(key, chunk.score), chunk.score)
-    ordered = sorted(best.items(), key=lambda item: item[1], reverse=True)
-    return [SourceRef(title=t, url=u, score=round(s, 4)) for (t, u), s in ordered]
 
 
 def store_claims(
@@ -371,7 +362,7 @@ class AnswerEngine:
         started = time.perf_counter()
         plan = await self._plan(message)
         elapsed = (time.perf_counter() - started) * 1000
-        return Plan(**{**plan.__dict__, "engine_ms": round(elapsed, 3)})
+        return dataclasses.replace(plan, engine_ms=round(elapsed, 3))
 
     async def _plan(self, message: UserMessage) -> Plan:
         plan = await self._decide(message)
@@ -385,10 +376,14 @@ class AnswerEngine:
         greeting = router.greeting(text)
         if greeting is not None:
             return self._canned(greeting, "")
-        context = await self._lookup(message, text)
-        previous = self._previous_questions(message, context)
+        context: Context | None = None
+        previous = self._known_questions(message)
+        if previous is None:
+            # Only memory knows the conversation: look the message up to learn it.
+            context = await self._lookup(message, text)
+            previous = self._remembered_questions(message, context)
         query = with_previous(text, previous)
-        if query != text:
+        if query != text or (previous is not None and context is None):
             context = await self._lookup(message, query) or context
         vector = context.query_vector if context is not None else None
         choice = router.choose(query, vector)
@@ -461,6 +456,7 @@ class AnswerEngine:
             prompt=prompt,
             check=checker.problems,
             instead=quoted,
+            instead_source="knowledge",
             instead_reason="quoted",
             query=query,
         )
@@ -515,12 +511,14 @@ class AnswerEngine:
             message.session_id, query, user=message.user, evidence=True, vector=True
         )
 
-    def _previous_questions(self, message: UserMessage, context: Context | None) -> list[str]:
+    def _known_questions(self, message: UserMessage) -> list[str] | None:
+        """The session's earlier questions from the message or this replica; None: ask memory."""
         if message.history is not None:
             return [t.text for t in message.history if t.role == "user"]
-        known = self._recent.get(message.session_id)
-        if known:
-            return known
+        return self._recent.get(message.session_id) or None
+
+    @staticmethod
+    def _remembered_questions(message: UserMessage, context: Context | None) -> list[str]:
         if context is None:
             return []
         return [

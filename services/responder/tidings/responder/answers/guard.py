@@ -25,7 +25,7 @@ _TRIGGER_CHARS = re.compile(r"[$€£%@]|https?:|www\.")
 _NUMBER = re.compile(r"\d+")
 # The store's voice ("we ship ..."). "I" is no trigger by itself (models start half their
 # sentences with it); "I accept ..." is held at its first store word ("cards").
-_STORE_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
+STORE_PLURAL_VOICE = frozenset({"we", "our", "ours", "us", "we're", "we'll", "we've"})
 
 
 class Blocked(Exception):
@@ -124,6 +124,6 @@ class SentenceGuard:
             ):
                 return True
         words = tokens(text)
-        if _STORE_VOICE & set(words):
+        if STORE_PLURAL_VOICE & set(words):
             return True
         return any(stem(w) in self._store_stems for w in words)
