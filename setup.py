@@ -12,6 +12,7 @@ ROOTS = [
     "services/gateway",
     "services/responder",
     "services/memory",
+    "services/store",
 ]
 
 packages: list[str] = []

@@ -25,6 +25,7 @@ from tidings.common.settings import KafkaSettings, LogSettings
 _LAZY_COMMANDS = {
     "memory": ("tidings.memory.cli", "memory_app", "memory"),
     "ingest": ("tidings.memory.cli", "ingest", "memory"),
+    "store": ("tidings.store.cli", "store", "store"),
 }
 
 

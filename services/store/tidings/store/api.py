@@ -1,0 +1,169 @@
+"""The store's HTTP API (FastAPI): the contract a real store implements (docs/store-api.yaml).
+
+- `GET /api/books`: books filtered by category, author, title, format, price and stock,
+  best sellers first (or by price, or title).
+- `GET /api/books/{book_id}`, `GET /api/categories`.
+- `POST /api/orders/lookup`: an order's status for the caller who proves it is theirs (the
+  account that placed it, or the e-mail on the order); an unknown number and a wrong proof
+  get the same 404, so numbers cannot be probed.
+- `GET /books/{book_id}`, `GET /categories/{slug}`: small HTML pages, the links' targets.
+- `GET /health`, `/ready`, `/metrics`.
+
+With STORE_API_TOKEN the /api routes need `Authorization: Bearer <token>`. Errors are
+`{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from tidings.common.ops import ReadyCheck, ops_app
+from tidings.common.service_auth import bearer_matches
+from tidings.store import catalogue, orders, pages
+from tidings.store.db import Database
+from tidings.store.models import Book
+from tidings.store.schemas import (
+    BookList,
+    BookOut,
+    Category,
+    CategoryList,
+    ErrorOut,
+    Format,
+    OrderLookup,
+    OrderStatusOut,
+    SortOrder,
+)
+from tidings.store.settings import StoreSettings
+
+BookId = Annotated[str, Path(pattern=r"^\d{13}$", description="ISBN-13.")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No such resource."}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "STORE_API_TOKEN is set and was not sent."},
+    422: {"model": ErrorOut, "description": "Invalid parameters."},
+}
+
+
+class ApiError(Exception):
+    """An error with a stable code, answered as `{"error": {"code", "message"}}`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def create_app(
+    db: Database, settings: StoreSettings, links: catalogue.Links, ready: ReadyCheck | None = None
+) -> FastAPI:
+    """The store app; `links` starts the book and category links."""
+
+    async def database_ready() -> dict[str, bool]:
+        return {"database": db.ping()}
+
+    def authorized(request: Request) -> None:
+        token = settings.api_token
+        if token is not None and not bearer_matches(request.headers.get("authorization"), token):
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <STORE_API_TOKEN>")
+
+    app = FastAPI(
+        title="Tidings bookstore API",
+        version="1",
+        summary="Orders and catalogue of the store; the bot's tools call it.",
+        description=(
+            "The contract between Tidings' responder and the store's own system. The bundled "
+            "backend implements it on SQLite or Postgres; a real store implements it instead."
+        ),
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api = APIRouter(prefix="/api", dependencies=[Depends(authorized)], responses=_ERRORS)
+
+    @api.get("/books", response_model=BookList, summary="Find books")
+    def list_books(
+        category: Annotated[Category | None, Query(description="Main or other category.")] = None,
+        author: Annotated[str | None, Query(max_length=200, description="Part of it.")] = None,
+        title: Annotated[str | None, Query(max_length=300, description="Part of it.")] = None,
+        format: Annotated[Format | None, Query()] = None,
+        min_price: Annotated[float | None, Query(ge=0)] = None,
+        max_price: Annotated[float | None, Query(ge=0)] = None,
+        in_stock: Annotated[bool | None, Query(description="Only books in stock.")] = None,
+        sort: Annotated[SortOrder, Query(description="bestselling: last week's sales.")] = (
+            "bestselling"
+        ),
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> BookList:
+        query = catalogue.BookQuery(
+            category, author, title, format, min_price, max_price, in_stock, sort, limit, offset
+        )
+        with db.session() as session:
+            total, books = catalogue.find_books(session, query)
+            return BookList(total=total, books=[catalogue.book_out(b, links) for b in books])
+
+    @api.get("/books/{book_id}", response_model=BookOut, responses=_NOT_FOUND, summary="A book")
+    def get_book(book_id: BookId) -> BookOut:
+        with db.session() as session:
+            book = session.get(Book, book_id)
+            if book is None:
+                raise ApiError(404, "book_not_found", "no book with this ISBN in the catalogue")
+            return catalogue.book_out(book, links)
+
+    @api.get("/categories", response_model=CategoryList, summary="The categories")
+    def list_categories() -> CategoryList:
+        with db.session() as session:
+            return CategoryList(categories=catalogue.categories(session, links))
+
+    @api.post(
+        "/orders/lookup",
+        response_model=OrderStatusOut,
+        responses={404: {"model": ErrorOut, "description": "Unknown number or wrong proof."}},
+        summary="An order's status, for its owner",
+    )
+    def look_up_order(lookup: OrderLookup) -> OrderStatusOut:
+        with db.session() as session:
+            found = orders.look_up(session, lookup)
+        if found is None:
+            raise ApiError(
+                404, "order_not_found", "no order with this number and this account or e-mail"
+            )
+        return found
+
+    app.include_router(api)
+    app.include_router(pages.router(db, links))
+    _install_error_handlers(app)
+    app.router.routes.extend(ops_app("store", ready or database_ready).routes)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return _error(exc.status, exc.code, exc.message)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        return _error(exc.status_code, code, str(exc.detail))
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        return _error(422, "invalid_request", problems)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
