@@ -41,7 +41,9 @@ from tidings.store.schemas import (
 from tidings.store.settings import StoreSettings
 
 BookId = Annotated[str, Path(pattern=r"^\d{13}$", description="ISBN-13.")]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No such resource."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such resource."}
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "STORE_API_TOKEN is set and was not sent."},
     422: {"model": ErrorOut, "description": "Invalid parameters."},
