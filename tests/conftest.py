@@ -1,8 +1,15 @@
 """Session-wide real infrastructure for the integration tests.
 
-One Tansu broker (or the Kafka named by KAFKA_BOOTSTRAP_SERVERS) and one llama.cpp server
-(or the OpenAI-compatible server named by TIDINGS_TEST_OPENAI_BASE_URL) per test session;
-each test gets fresh topic names through a unique topic prefix.
+One broker and one llama.cpp server (or the OpenAI-compatible server named by
+TIDINGS_TEST_OPENAI_BASE_URL) per test session; each test gets fresh topic names through a
+unique topic prefix. The broker is, by TIDINGS_TEST_BROKER:
+- `kafka` (the default): Apache Kafka as production runs it, a single KRaft node started
+  here from the jars Maven fetched once per machine (tidings.cli.apache_kafka), its log on
+  disk, with the clients' production settings (idempotent producer, 500 ms fetch waits).
+  Without Java 17+ and Maven the session falls back to Tansu and says why.
+- `tansu`: the Tansu dev broker (KAFKA_BROKER=tansu turns on tidings.common.broker_compat).
+- `container`: Apache Kafka in a container (testcontainers); skipped without a Docker engine.
+KAFKA_BOOTSTRAP_SERVERS names a running broker instead (KAFKA_BROKER says which kind).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tidings.cli import apache_kafka
 from tidings.cli.infra import (
     LLAMA_MODEL_ALIAS,
     free_port,
@@ -56,22 +64,68 @@ def infra_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("infra")
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(infra_logs: Path) -> Iterator[str]:
-    """A real Kafka-protocol broker: KAFKA_BOOTSTRAP_SERVERS, or a Tansu started here."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
-        return
+# Lines for the end of the test report (which broker the session fell back to, and why).
+_NOTES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for note in _NOTES:
+        terminalreporter.write_line(f"note: {note}", yellow=True)
+
+
+def _start_tansu(logs: Path, mp: pytest.MonkeyPatch) -> tuple[_Process, str]:
+    mp.setenv("KAFKA_BROKER", "tansu")
     port = free_port()
-    broker = _Process("tansu", tansu_command(port), infra_logs)
+    broker = _Process("tansu", tansu_command(port), logs)
     try:
         wait_for_port(port, timeout_s=30)
     except Exception:
         broker.stop()
         raise AssertionError(f"Tansu did not start:\n{broker.tail()}") from None
-    yield f"127.0.0.1:{port}"
-    broker.stop()
+    return broker, f"127.0.0.1:{port}"
+
+
+def _start_apache_kafka(logs: Path, mp: pytest.MonkeyPatch) -> tuple[_Process, str]:
+    mp.setenv("KAFKA_BROKER", "kafka")
+    node = apache_kafka.KafkaNode(
+        port=free_port(), controller_port=free_port(), data_dir=logs / "kafka"
+    )
+    broker = _Process("kafka", node.prepare(), logs)
+    try:
+        wait_for_port(node.port, timeout_s=90)
+    except Exception:
+        broker.stop()
+        raise AssertionError(f"Apache Kafka did not start:\n{broker.tail()}") from None
+    return broker, node.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra_logs: Path) -> Iterator[str]:
+    """A real broker: KAFKA_BOOTSTRAP_SERVERS, or one started here (see the module doc)."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    choice = os.environ.get("TIDINGS_TEST_BROKER", "kafka").strip().lower()
+    with pytest.MonkeyPatch.context() as mp:
+        if choice == "container":
+            from tests.containers import kafka_container
+
+            with kafka_container() as bootstrap:
+                mp.setenv("KAFKA_BROKER", "kafka")
+                yield bootstrap
+            return
+        if choice == "kafka":
+            reason = apache_kafka.unavailable()
+            if reason:
+                _NOTES.append(f"Apache Kafka cannot run here ({reason}); tested on Tansu")
+                choice = "tansu"
+        start = _start_tansu if choice == "tansu" else _start_apache_kafka
+        broker, bootstrap = start(infra_logs, mp)
+        try:
+            yield bootstrap
+        finally:
+            broker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,15 @@
-"""The memory worker against the real broker and Qdrant local mode on disk.
+"""The memory worker against the real broker and Qdrant: local mode on disk, and a Qdrant
+server (QDRANT_URL, compose's image in a container) where a Docker engine runs.
 
 Each test publishes events the way the gateway and the responder do, runs MemoryService,
-waits for its `memory.stored` events, then stops it and opens the Qdrant folder directly,
-which also proves the worker released local mode's lock.
+waits for its `memory.stored` events, then stops it and opens the storage directly, which in
+local mode also proves the worker released the folder's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from qdrant_client import QdrantClient
 
+from tests.containers import qdrant_container
 from tidings.common.events import (
     Event,
     MemoryStored,
@@ -42,15 +44,31 @@ QUESTION = "Has my order 1234 shipped yet?"
 ANSWER = "Order 1234 shipped yesterday and should arrive on Friday."
 
 
+@pytest.fixture(scope="module")
+def qdrant_server() -> Iterator[str]:
+    """A Qdrant server in a container (skips without a Docker engine)."""
+    with qdrant_container() as url:
+        yield url
+
+
+@pytest.fixture(params=["local", "server"])
+def qdrant_settings(request: pytest.FixtureRequest, tmp_path: Path) -> QdrantSettings:
+    """Qdrant local mode in a folder, or the server path (QDRANT_URL) in a container."""
+    collection = f"test_memory_{new_id()}"
+    if request.param == "server":
+        return QdrantSettings(url=request.getfixturevalue("qdrant_server"), collection=collection)
+    return QdrantSettings(path=tmp_path / "qdrant", collection=collection)
+
+
 @pytest.fixture
-def settings(kafka_settings: KafkaSettings, tmp_path: Path) -> MemorySettings:
+def settings(kafka_settings: KafkaSettings, qdrant_settings: QdrantSettings) -> MemorySettings:
     return MemorySettings(
         host="127.0.0.1",
         port=0,
         group_id=f"{kafka_settings.topic_prefix}memory",
         batch_wait_ms=50,
         kafka=kafka_settings,
-        qdrant=QdrantSettings(path=tmp_path / "qdrant", collection="test_memory"),
+        qdrant=qdrant_settings,
     )
 
 
@@ -115,7 +133,8 @@ def routed(settings: KafkaSettings, events: list[Any]) -> list[tuple[str, Event]
 
 
 def stored_points(settings: MemorySettings) -> list[Any]:
-    client = QdrantClient(path=str(settings.qdrant.path))
+    qdrant = settings.qdrant
+    client = QdrantClient(url=qdrant.url) if qdrant.url else QdrantClient(path=str(qdrant.path))
     try:
         points, _ = client.scroll(settings.qdrant.collection, limit=100, with_vectors=True)
     finally:

@@ -44,3 +44,24 @@ def test_taken_port_is_reported_by_name() -> None:
         port = holder.getsockname()[1]
         dev = plan({"GATEWAY_PORT": str(port)}, broker_port=port + 1 if port < 65535 else 1)
         assert ("gateway", port) in ports_in_use(dev)
+
+
+def test_apache_kafka_is_started_when_java_is_here() -> None:
+    dev = plan({}, broker_port=9092, kafka_unavailable=None)
+    assert (dev.broker, dev.controller_port, dev.broker_note) == ("kafka", 9093, None)
+    assert dev.env["KAFKA_BROKER"] == "kafka"
+
+
+def test_tansu_is_the_fallback_and_says_why() -> None:
+    dev = plan({}, broker_port=9092, kafka_unavailable="no `java` on PATH")
+    assert (dev.broker, dev.controller_port) == ("tansu", None)
+    assert dev.broker_note == "no `java` on PATH"
+    assert dev.env["KAFKA_BROKER"] == "tansu"  # the services turn on Tansu's workarounds
+    chosen = plan({"TIDINGS_DEV_BROKER": "tansu"}, broker_port=9092)
+    assert (chosen.broker, chosen.broker_note) == ("tansu", "TIDINGS_DEV_BROKER=tansu")
+
+
+def test_an_external_broker_keeps_its_kind() -> None:
+    dev = plan({"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "KAFKA_BROKER": "tansu"})
+    assert dev.broker_port is None
+    assert dev.env["KAFKA_BROKER"] == "tansu"

@@ -94,9 +94,22 @@ def test_an_aiokafka_without_the_attribute_keeps_the_idle_wait() -> None:
 
 
 def test_settings_give_the_pacer_its_waits() -> None:
-    settings = KafkaSettings(fetch_max_wait_ms=20, fetch_busy_wait_ms=4, fetch_busy_hold_s=2.5)
+    settings = KafkaSettings(
+        broker="tansu", fetch_max_wait_ms=20, fetch_busy_wait_ms=4, fetch_busy_hold_s=2.5
+    )
     paced = FetchPacer.from_settings(settings, name="s")
     assert (paced.idle_ms, paced.busy_ms, paced.wait_ms) == (20, 4, 20)
+
+
+def test_on_apache_kafka_the_pacer_never_touches_the_consumer() -> None:
+    """Kafka answers a fetch as soon as a record arrives: no private attribute is set."""
+    settings = KafkaSettings(broker="kafka", fetch_max_wait_ms=500, fetch_busy_wait_ms=3)
+    paced = FetchPacer.from_settings(settings, name="k")
+    target = consumer(wait_ms=123)
+    paced.attach(target)
+    paced.touch()
+    assert (paced.enabled, paced.busy, paced.wait_ms) == (False, False, 500)
+    assert target._fetcher._fetch_max_wait_ms == 123  # untouched
 
 
 def test_a_backlog_keeps_the_idle_wait_until_it_is_read() -> None:

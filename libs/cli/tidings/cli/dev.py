@@ -1,7 +1,9 @@
 """`tidings dev`: the whole stack on one machine, as separate processes with prefixed logs.
 
-Starts what is not provided from outside — the Tansu broker unless KAFKA_BOOTSTRAP_SERVERS is
-set, the bundled llama.cpp model server unless another LLM is configured — then the memory,
+Starts what is not provided from outside — a broker unless KAFKA_BOOTSTRAP_SERVERS is set
+(Apache Kafka, its log in .tidings/kafka, when Java 17+ is here; Tansu otherwise, or with
+TIDINGS_DEV_BROKER=tansu), the bundled llama.cpp model server unless another LLM is
+configured — then the memory,
 responder and gateway services, exactly as containers run them (`tidings <service>`).
 Ctrl-C (or SIGTERM) stops everything in reverse order; if any process dies, the rest are
 stopped too, so a half-running stack never pretends to work.
@@ -17,9 +19,11 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
+from tidings.cli import apache_kafka
 from tidings.cli.infra import (
     LLAMA_MODEL_ALIAS,
     InfraError,
@@ -39,17 +43,26 @@ class DevPlan:
     env: dict[str, str]
     gateway_port: int
     broker_port: int | None = None
+    # Which broker to start (with broker_port): "kafka" or "tansu", and why Tansu.
+    broker: str = "kafka"
+    broker_note: str | None = None
+    controller_port: int | None = None
     llm_port: int | None = None
     services: list[str] = field(default_factory=lambda: ["memory", "responder", "gateway"])
 
 
 def plan(
-    environ: Mapping[str, str], *, broker_port: int | None = None, llm_port: int | None = None
+    environ: Mapping[str, str],
+    *,
+    broker_port: int | None = None,
+    llm_port: int | None = None,
+    kafka_unavailable: str | None = None,
 ) -> DevPlan:
     """Decide what to start from the environment (pure, so it is unit-tested).
 
-    TIDINGS_BROKER_PORT (9092) and TIDINGS_LLM_PORT (8080) move the embedded broker and
-    model server.
+    TIDINGS_BROKER_PORT (9092), TIDINGS_BROKER_CONTROLLER_PORT (9093, Apache Kafka's KRaft
+    controller) and TIDINGS_LLM_PORT (8080) move the embedded broker and model server.
+    `kafka_unavailable` is why Apache Kafka cannot run here (apache_kafka.unavailable()).
     """
     env = dict(environ)
     broker_port = broker_port or int(env.get("TIDINGS_BROKER_PORT", "9092"))
@@ -64,6 +77,15 @@ def plan(
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
         result.broker_port = broker_port
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{broker_port}"
+        wanted = env.get("TIDINGS_DEV_BROKER", "kafka").strip().lower()
+        if wanted == "tansu":
+            result.broker, result.broker_note = "tansu", "TIDINGS_DEV_BROKER=tansu"
+        elif kafka_unavailable:
+            result.broker, result.broker_note = "tansu", kafka_unavailable
+        else:
+            result.controller_port = int(env.get("TIDINGS_BROKER_CONTROLLER_PORT", "9093"))
+        # The services' workarounds follow the broker started (tidings.common.broker_compat).
+        env["KAFKA_BROKER"] = result.broker
 
     if not env.get("LLM_BACKEND") and env.get("OLLAMA_URL"):
         # The seed plans configure Ollama by its URL alone.
@@ -84,6 +106,7 @@ def ports_in_use(dev: DevPlan) -> list[tuple[str, int]]:
     """The ports this plan needs that another process already holds."""
     wanted = [
         ("broker", dev.broker_port),
+        ("broker's controller", dev.controller_port),
         ("LLM server", dev.llm_port),
         ("gateway", dev.gateway_port),
         ("memory", int(dev.env.get("MEMORY_PORT", "8001"))),
@@ -197,10 +220,26 @@ async def run_dev(dev: DevPlan) -> int:
 
     exit_code = 0
     try:
-        if dev.broker_port is not None:
+        if dev.broker_port is not None and dev.controller_port is not None:
+            node = apache_kafka.KafkaNode(
+                port=dev.broker_port,
+                controller_port=dev.controller_port,
+                data_dir=Path(dev.env.get("TIDINGS_DEV_KAFKA_DIR", ".tidings/kafka")),
+            )
+            argv = await asyncio.to_thread(node.prepare, _say)
+            broker = await launch("broker", argv)
+            await _wait_for_port(dev.broker_port, broker, 120)
+            _say(
+                f"Apache Kafka {apache_kafka.KAFKA_VERSION} on {node.bootstrap} "
+                f"(KRaft, log in {node.data_dir})"
+            )
+        elif dev.broker_port is not None:
             broker = await launch("broker", tansu_command(dev.broker_port))
             await _wait_for_port(dev.broker_port, broker, 30)
-            _say(f"Tansu broker on 127.0.0.1:{dev.broker_port} (memory storage)")
+            _say(
+                f"Tansu broker on 127.0.0.1:{dev.broker_port} (memory storage), "
+                f"not Apache Kafka: {dev.broker_note}"
+            )
         else:
             _say(f"using Kafka at {dev.env['KAFKA_BOOTSTRAP_SERVERS']}")
         if dev.llm_port is not None:
@@ -250,7 +289,8 @@ async def run_dev(dev: DevPlan) -> int:
 
 def dev_main() -> int:
     """Entry point for `tidings dev`."""
-    dev = plan(os.environ)
+    needs_broker = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    dev = plan(os.environ, kafka_unavailable=apache_kafka.unavailable() if needs_broker else None)
     taken = ports_in_use(dev)
     if taken:
         for name, port in taken:

@@ -27,6 +27,8 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
+from tidings.common.broker_compat import BrokerCompat, true_log_ends
+from tidings.common.kafka import describe_partitions
 from tidings.common.settings import KafkaSettings
 
 
@@ -153,17 +155,18 @@ async def read_group_lag(
         await consumer.stop()
         raise ConnectionError(f"Kafka at {settings.bootstrap_servers}: {exc}") from exc
     try:
-        existing = await consumer.topics()
+        existing = await describe_partitions(settings, topics)
         tps = [
             TopicPartition(topic, partition)
             for topic in topics
-            if topic in existing
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            for partition in existing.get(topic, ())
         ]
         if not tps:
             return GroupLag(group)
         starts = await consumer.beginning_offsets(tps)
-        ends = await _log_ends(settings, await consumer.end_offsets(tps))
+        ends = await consumer.end_offsets(tps)
+        if BrokerCompat.of(settings).verify_log_ends:
+            ends = await true_log_ends(settings, ends)
         result = GroupLag(group)
         for tp in tps:
             committed = await consumer.committed(tp)
@@ -184,47 +187,6 @@ async def read_group_lag(
         raise ConnectionError(f"Kafka at {settings.bootstrap_servers}: {exc}") from exc
     finally:
         await consumer.stop()
-
-
-async def _log_ends(
-    settings: KafkaSettings, reported: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
-    """Log-end offsets, checked against the last record of each partition.
-
-    The Tansu test broker answers ListOffsets(latest) with the base offset of the last
-    record batch + 1, which undercounts when a producer batched several records; reading the
-    last batch and taking its last record's offset + 1 gives the true end on every broker
-    (on Kafka it is the same number). One fetch per non-empty partition, without a group.
-    """
-    wanted = {tp: end for tp, end in reported.items() if end > 0}
-    if not wanted:
-        return dict(reported)
-    reader = AIOKafkaConsumer(
-        client_id=f"{settings.client_id}-lag-end",
-        enable_auto_commit=False,
-        **settings.client_kwargs(),
-    )
-    await reader.start()
-    try:
-        reader.assign(list(wanted))
-        for tp, end in wanted.items():
-            reader.seek(tp, end - 1)
-        ends = dict(reported)
-        pending = set(wanted)
-        # Bounded: a few fetch rounds; a partition whose last batch does not come back keeps
-        # the broker's figure.
-        for _ in range(10):
-            if not pending:
-                break
-            batches = await reader.getmany(*pending, timeout_ms=500)
-            for tp, records in batches.items():
-                if records:
-                    ends[tp] = max(ends[tp], records[-1].offset + 1)
-                    pending.discard(tp)
-                    reader.pause(tp)
-        return ends
-    finally:
-        await reader.stop()
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,8 @@ def topics_list() -> None:
     except ConnectionError as exc:
         raise fail(str(exc)) from None
     for topic in all_topics(settings):
-        count = counts.get(topic)
-        typer.echo(f"{topic}\t{count if count is not None else 'missing'}")
+        partitions = counts.get(topic)
+        typer.echo(f"{topic}\t{len(partitions) if partitions is not None else 'missing'}")
 
 
 def main() -> None:

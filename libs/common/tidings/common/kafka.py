@@ -16,6 +16,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
+from tidings.common.broker_compat import (
+    BrokerCompat,
+    leave_group_at_generation_zero,
+    repair_auto_created_topics,
+)
 from tidings.common.events import Event
 from tidings.common.logging import get_logger
 from tidings.common.settings import KafkaSettings
@@ -46,7 +51,8 @@ async def ensure_topics(
     """Create the topics if they do not exist; waits for the broker to come up.
 
     Called by every service at start-up, so the order in which services start never
-    matters. Existing topics are left as they are, unless `repair` (see `_repair`).
+    matters. Existing topics are left as they are, unless `repair` on Tansu (see
+    `broker_compat.repair_auto_created_topics`).
     """
     wanted = list(topics or all_topics(settings))
     last_error: Exception | None = None
@@ -69,8 +75,8 @@ async def ensure_topics(
             ]
             if failures:
                 raise RuntimeError(f"could not create topics: {failures}")
-            if repair:
-                await _repair(admin, settings, wanted)
+            if repair and BrokerCompat.of(settings).repair_auto_created_topics:
+                await repair_auto_created_topics(admin, settings, wanted)
             log.info("topics ready", topics=wanted, partitions=settings.topic_partitions)
             return
         except (KafkaError, TimeoutError) as exc:
@@ -90,42 +96,6 @@ async def ensure_topics(
         f"Kafka at {settings.bootstrap_servers} was not reachable after {attempts} attempts: "
         f"{last_error}"
     )
-
-
-async def _repair(admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: list[str]) -> None:
-    """Recreate topics that have fewer partitions than KAFKA_TOPIC_PARTITIONS.
-
-    Only after a broker outage (the gateway's broker watch): a broker without durable
-    storage (Tansu in memory mode) comes back empty, and the first client to ask for a
-    topic's metadata gets it auto-created with the broker's default partition count
-    (aiokafka always allows auto-creation). Partitions beyond that count are then read by
-    nobody: answers keyed to them never reach a stream (seen in the chaos drill). Tansu
-    cannot add partitions (no CreatePartitions), so such a topic, fresh from the restart,
-    is deleted and created again with the configured count. A topic with at least the
-    configured count is never touched.
-    """
-    for _ in range(3):
-        described = await admin.describe_topics(topics)
-        short = {
-            str(topic["topic"]): len(topic["partitions"])
-            for topic in described
-            if topic.get("error_code", 0) == 0
-            and 0 < len(topic["partitions"]) < settings.topic_partitions
-        }
-        if not short:
-            return
-        log.warning(
-            "topics auto-created with too few partitions after a broker outage; recreating them",
-            partitions=short,
-            wanted=settings.topic_partitions,
-        )
-        await admin.delete_topics(list(short))
-        await admin.create_topics(
-            [
-                NewTopic(name, settings.topic_partitions, settings.replication_factor)
-                for name in short
-            ]
-        )
 
 
 @asynccontextmanager
@@ -168,34 +138,9 @@ async def kafka_consumer(
     try:
         yield consumer
     finally:
-        if group_id is not None:
-            await _leave_group_at_generation_zero(consumer)
+        if group_id is not None and BrokerCompat.of(settings).leave_group_at_generation_zero:
+            await leave_group_at_generation_zero(consumer)
         await consumer.stop()
-
-
-async def _leave_group_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
-    """Leave the group explicitly when the broker numbered our generation 0.
-
-    aiokafka only sends LeaveGroup for generations above 0 (Kafka starts at 1), but Tansu
-    starts at 0; without the leave, the next member of the group waits a whole session
-    timeout (~18 s measured) for the departed one to expire. Best effort, as aiokafka's own.
-    """
-    coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None or getattr(coordinator, "generation", None) != 0:
-        return
-    member_id = getattr(coordinator, "member_id", "")
-    if not member_id:
-        return
-    from aiokafka.protocol.group import LeaveGroupRequest
-
-    try:
-        await asyncio.wait_for(
-            coordinator._send_req(LeaveGroupRequest(coordinator.group_id, member_id)), 5
-        )
-        log.info("left consumer group", group=coordinator.group_id)
-    except (KafkaError, TimeoutError, OSError) as exc:
-        log.warning("could not leave consumer group", error=str(exc))
-    coordinator.reset_generation()
 
 
 async def publish(
@@ -280,25 +225,29 @@ def topic_partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> li
     return result
 
 
-async def describe_partitions(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
-    """Partition counts of the given topics that exist on the broker."""
-    consumer = AIOKafkaConsumer(
+async def describe_partitions(
+    settings: KafkaSettings, topics: Iterable[str]
+) -> dict[str, list[int]]:
+    """The partition numbers of each of `topics` that exists on the broker.
+
+    Asks the broker (Metadata for these topics) rather than a consumer's metadata cache,
+    which `AIOKafkaConsumer.topics()` does not refresh.
+    """
+    admin = AIOKafkaAdminClient(
         client_id=f"{settings.client_id}-describe", **settings.client_kwargs()
     )
     try:
-        await consumer.start()
+        await admin.start()
+        described = await admin.describe_topics(list(topics))
     except KafkaError as exc:
-        await consumer.stop()
         raise ConnectionError(f"Kafka at {settings.bootstrap_servers}: {exc}") from exc
-    try:
-        existing = await consumer.topics()
-        return {
-            topic: len(consumer.partitions_for_topic(topic) or ())
-            for topic in topics
-            if topic in existing
-        }
     finally:
-        await consumer.stop()
+        await admin.close()
+    return {
+        str(topic["topic"]): sorted(int(p["partition"]) for p in topic["partitions"])
+        for topic in described
+        if topic.get("error_code", 0) == 0 and topic["partitions"]
+    }
 
 
 def is_transient(exc: KafkaError) -> bool:

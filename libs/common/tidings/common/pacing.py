@@ -1,5 +1,7 @@
-"""Fetch pacing: a short long-poll wait while traffic flows, the longer one when idle.
+"""Fetch pacing (Tansu only): a short long-poll wait while traffic flows, the longer one idle.
 
+Apache Kafka answers a fetch as soon as a record arrives, so there the pacer is off
+(`enabled=False`: it never touches the consumer) and every fetch uses KAFKA_FETCH_MAX_WAIT_MS.
 Tansu holds every fetch for its whole wait, data or not, so there the wait bounds the latency
 of every hop (a record waits for the end of the fetch in progress) and sets how often an idle
 consumer polls. One fixed wait trades the two against each other; a pacer does not have to:
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tidings.common.broker_compat import BrokerCompat
 from tidings.common.logging import get_logger
 from tidings.common.metrics import FETCH_WAIT
 from tidings.common.settings import KafkaSettings
@@ -61,11 +64,13 @@ class FetchPacer:
         idle_ms: int,
         busy_ms: int,
         hold_s: float,
+        enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self.enabled = enabled
         self.idle_ms = idle_ms
-        self.busy_ms = min(busy_ms, idle_ms)
+        self.busy_ms = min(busy_ms, idle_ms) if enabled else idle_ms
         self._hold_s = hold_s
         self._clock = clock
         self._consumer: Any = None
@@ -83,6 +88,7 @@ class FetchPacer:
             idle_ms=settings.fetch_max_wait_ms,
             busy_ms=settings.fetch_busy_wait_ms,
             hold_s=settings.fetch_busy_hold_s,
+            enabled=BrokerCompat.of(settings).pace_fetches,
         )
 
     @property
@@ -96,6 +102,8 @@ class FetchPacer:
 
     def attach(self, consumer: Any) -> None:
         """Pace this (started) consumer from now on, beginning with the current wait."""
+        if not self.enabled:
+            return
         self._consumer = consumer
         self._apply(self._wait_ms)
 

@@ -12,14 +12,41 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerKind(StrEnum):
+    """Which broker Tidings talks to (KAFKA_BROKER)."""
+
+    KAFKA = "kafka"  # Apache Kafka, or any broker that behaves like it (production)
+    TANSU = "tansu"  # the Tansu dev broker: turns on tidings.common.broker_compat
+
+
+# Tansu's defaults where they differ from Kafka's (tidings.common.broker_compat says why).
+TANSU_DEFAULTS: dict[str, Any] = {
+    "enable_idempotence": False,
+    "fetch_max_wait_ms": 10,
+    "fetch_busy_wait_ms": 3,
+}
 
 
 class KafkaSettings(BaseSettings):
     """How to reach the broker and how the three topics are named and sized."""
 
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    broker: BrokerKind = Field(
+        default=BrokerKind.KAFKA,
+        title="Broker kind",
+        description=(
+            "`kafka` (Apache Kafka, Strimzi, any broker that behaves like it) or `tansu` (the "
+            "dev broker `make run` falls back to without Java): `tansu` turns on the "
+            "workarounds in tidings.common.broker_compat and Tansu's defaults for the fetch "
+            "waits (10 and 3 ms) and the idempotent producer (off). `make run` and the tests "
+            "set it when they start Tansu."
+        ),
+    )
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -39,9 +66,12 @@ class KafkaSettings(BaseSettings):
     )
     replication_factor: int = Field(default=1, ge=1, title="Replication factor")
     enable_idempotence: bool = Field(
-        default=False,
+        default=True,
         title="Idempotent producer",
-        description="Turn on for real Kafka; the Tansu test broker does not support it.",
+        description=(
+            "A retried send is written once. Off by default with KAFKA_BROKER=tansu, which "
+            "does not support it."
+        ),
     )
     client_id: str = Field(default="tidings", title="Client id prefix")
     request_timeout_ms: int = Field(
@@ -63,34 +93,31 @@ class KafkaSettings(BaseSettings):
         ),
     )
     fetch_max_wait_ms: int = Field(
-        default=10,
+        default=500,
         ge=1,
         le=5000,
         title="Fetch long-poll wait (ms)",
         description=(
             "How long the broker may hold a consumer's fetch for new records (the gateway "
-            "fan-out and the responder; the memory worker has its own). Tansu holds every "
-            "fetch for this whole wait, data or not, so on Tansu it bounds the latency of "
-            "every hop (measured per hop, p50/p90: 10 ms -> 3.0/6.0 ms, 5 ms -> 2.2/3.9, "
-            "100 ms -> 27.5/47.5) and sets how often an idle consumer polls; 5 ms slowed "
-            "every answer of the full chaos drill (docs/gateway.md). "
-            "Real Kafka answers as soon as data arrives: use 500 there (k8s and compose do). "
-            "This is the wait of an idle consumer; see KAFKA_FETCH_BUSY_WAIT_MS."
+            "fan-out and the responder; the memory worker has its own). Apache Kafka answers "
+            "as soon as a record arrives, so this only sets how often an idle consumer polls. "
+            "Tansu holds every fetch for this whole wait, data or not: there it bounds the "
+            "latency of every hop, hence its default of 10 (measured per hop, p50/p90: 10 ms "
+            "-> 3.0/6.0 ms, 5 ms -> 2.2/3.9, 100 ms -> 27.5/47.5; docs/gateway.md)."
         ),
     )
     fetch_busy_wait_ms: int = Field(
-        default=3,
+        default=500,
         ge=1,
         le=5000,
         title="Fetch long-poll wait while busy (ms)",
         description=(
-            "The fetch wait of the responder while messages arrive and answers finish, and of "
-            "the gateway's fan-out while clients wait for answers on the replica, and for "
-            "KAFKA_FETCH_BUSY_HOLD_S after the last (never above KAFKA_FETCH_MAX_WAIT_MS; a "
-            "consumer reading back a backlog keeps KAFKA_FETCH_MAX_WAIT_MS). On Tansu a "
-            "shorter wait is a shorter hop (per hop p50: 3.1 ms at a 10 ms wait, 2.1 ms at 3); "
-            "the CPU it costs is paid only during traffic (docs/gateway.md). Set it to "
-            "KAFKA_FETCH_MAX_WAIT_MS to turn pacing off (real Kafka: 500)."
+            "Tansu only (fetch pacing, tidings.common.broker_compat): the fetch wait of the "
+            "responder while messages arrive and answers finish, and of the gateway's fan-out "
+            "while clients wait for answers on the replica, for KAFKA_FETCH_BUSY_HOLD_S after "
+            "the last (never above KAFKA_FETCH_MAX_WAIT_MS). On Tansu a shorter wait is a "
+            "shorter hop (per hop p50: 3.1 ms at a 10 ms wait, 2.1 ms at 3); the CPU it costs "
+            "is paid only during traffic. Apache Kafka needs no pacing: it is off there."
         ),
     )
     fetch_busy_hold_s: float = Field(
@@ -123,6 +150,14 @@ class KafkaSettings(BaseSettings):
     def dlq_topic(self, topic: str) -> str:
         """The dead-letter topic for `topic` (`<topic>.dlq`)."""
         return f"{topic}.dlq"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broker_defaults(cls, data: Any) -> Any:
+        """Tansu's defaults for what the user did not set (TANSU_DEFAULTS)."""
+        if isinstance(data, dict) and str(data.get("broker", "")).lower() == BrokerKind.TANSU:
+            return {**TANSU_DEFAULTS, **data}
+        return data
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client."""

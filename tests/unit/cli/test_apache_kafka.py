@@ -1,0 +1,46 @@
+"""The local Apache Kafka node: compose's broker settings, on loopback, its log on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidings.cli import apache_kafka
+from tidings.cli.apache_kafka import BROKER_SETTINGS, KafkaNode
+
+
+def test_node_listens_on_loopback_with_composes_settings(tmp_path: Path) -> None:
+    node = KafkaNode(port=19092, controller_port=19093, data_dir=tmp_path / "kafka")
+    props = node.properties()
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert props["log.dirs"] == str(tmp_path / "kafka" / "log")
+    for key, value in BROKER_SETTINGS.items():
+        assert props[key] == value
+    assert props["auto.create.topics.enable"] == "false"
+    assert node.bootstrap == "127.0.0.1:19092"
+
+
+def test_extra_settings_override(tmp_path: Path) -> None:
+    node = KafkaNode(
+        port=1,
+        controller_port=2,
+        data_dir=tmp_path,
+        extra_settings=(("group.min.session.timeout.ms", "2000"),),
+    )
+    assert node.properties()["group.min.session.timeout.ms"] == "2000"
+
+
+def test_without_java_the_reason_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(apache_kafka.shutil, "which", lambda name: None)
+    assert apache_kafka.unavailable() == "no `java` on PATH (Apache Kafka needs Java 17+)"
+
+
+def test_cache_dir_follows_tidings_cache_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TIDINGS_CACHE_DIR", str(tmp_path))
+    assert apache_kafka.cache_dir() == tmp_path / "kafka" / apache_kafka.KAFKA_VERSION
+    assert not apache_kafka.is_fetched()
