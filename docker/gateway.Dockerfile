@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
-# The gateway image: FastAPI + SSE, no torch, no model code (`pip install '.[gateway]'`).
+# The gateway image: FastAPI + SSE, no torch, no model code (requirements/gateway.txt).
 #
 # Build from the repository root (the one distribution spans libs/ and services/):
 #   docker build -f docker/gateway.Dockerfile -t tidings-gateway:0.1.0 .
 #
+# Layers: the locked dependencies (requirements/gateway.txt, hashed) come before the code, so a
+# code change rebuilds only the last layer; the code is libs/ and services/gateway only.
 # The base image is pinned by tag (Python patch release and Debian release), not by digest:
 # pin the digest in your registry mirror if your policy requires it.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
@@ -13,10 +15,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+COPY requirements/gateway.txt requirements/gateway.txt
+RUN pip install --require-hashes --no-deps -r requirements/gateway.txt
 COPY pyproject.toml setup.py README.md ./
 COPY libs ./libs
-COPY services ./services
-RUN pip install '.[gateway]'
+COPY services/gateway ./services/gateway
+RUN pip install --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
 # A fixed numeric non-root user, so Kubernetes' runAsNonRoot can verify it.

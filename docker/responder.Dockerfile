@@ -1,10 +1,12 @@
 # syntax=docker/dockerfile:1
 # The responder image: Kafka consumer + LLM clients, no torch, no model weights
-# (`pip install '.[responder]'`); the LLM is a server it calls (Ollama, vLLM, VCF Private AI).
+# (requirements/responder.txt); the LLM is a server it calls (Ollama, vLLM, VCF Private AI).
 #
 # Build from the repository root (the one distribution spans libs/ and services/):
 #   docker build -f docker/responder.Dockerfile -t tidings-responder:0.1.0 .
 #
+# Layers: the locked dependencies (requirements/responder.txt, hashed) come before the code, so a
+# code change rebuilds only the last layer; the code is libs/ and services/responder only.
 # The base image is pinned by tag (Python patch release and Debian release), not by digest:
 # pin the digest in your registry mirror if your policy requires it.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
@@ -14,10 +16,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+COPY requirements/responder.txt requirements/responder.txt
+RUN pip install --require-hashes --no-deps -r requirements/responder.txt
 COPY pyproject.toml setup.py README.md ./
 COPY libs ./libs
-COPY services ./services
-RUN pip install '.[responder]'
+COPY services/responder ./services/responder
+RUN pip install --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
 # A fixed numeric non-root user, so Kubernetes' runAsNonRoot can verify it.

