@@ -21,6 +21,7 @@ from tidings.common.memory_api import (
     MemoryClient,
 )
 from tidings.common.settings import LLMSettings
+from tidings.common.store_api import StoreClient
 from tidings.responder.answers.engine import AnswerMode, EngineConfig
 from tidings.responder.faq import load_faq
 from tidings.responder.llm import BackendChain, LLMRequest
@@ -91,7 +92,9 @@ def make_router(
     memory: httpx.MockTransport | None = None,
     mode: AnswerMode = "quote",
 ) -> Router:
-    tools = [] if orders is None else [OrderStatusTool("http://orders.test", transport=orders)]
+    tools = []
+    if orders is not None:
+        tools = [OrderStatusTool(StoreClient("http://store.test", transport=orders))]
     context = None
     if memory is not None:
         context = ContextSource(
@@ -115,25 +118,50 @@ def msg(text: str, message_id: str = "m1") -> UserMessage:
     return UserMessage(message_id=message_id, session_id="s1", text=text)
 
 
-ORDERS = httpx.MockTransport(lambda r: httpx.Response(200, json={"status": "shipped"}))
+ORDERS = httpx.MockTransport(
+    lambda r: httpx.Response(
+        200,
+        json={
+            "number": "123456",
+            "status": "shipped",
+            "placed_at": "2026-11-20T10:00:00Z",
+            "updated_at": "2026-11-21T10:00:00Z",
+            "carrier": None,
+            "tracking_number": None,
+            "estimated_delivery": None,
+            "items": [],
+        },
+    )
+)
 
 
 async def test_an_order_number_is_answered_by_the_tool_before_the_faq() -> None:
     backend = Recording()
     sink = Sink()
-    done = await make_router(backend, orders=ORDERS).answer(msg("Where is my order #123456?"), sink)
+    router = make_router(backend, orders=ORDERS)
+    done = await router.answer(msg("Where is my order #123456? me@example.com"), sink)
     assert isinstance(done, ResponseDone)
-    assert (done.source, done.text) == ("tool", "Order #123456 is shipped.")
+    assert (done.source, done.tool, done.text) == (
+        "tool",
+        "order_status",
+        "Order #123456 has shipped.",
+    )
     start = sink.events[0]
-    assert isinstance(start, ResponseStart) and start.source == "tool"
+    assert isinstance(start, ResponseStart) and (start.source, start.tool) == (
+        "tool",
+        "order_status",
+    )
     assert backend.requests == []
 
 
-async def test_without_a_number_the_faq_asks_for_it_and_without_orders_api_numbers_go_on() -> None:
+async def test_without_a_number_the_tool_asks_for_it_and_without_store_numbers_go_on() -> None:
     backend = Recording()
     done = await make_router(backend, orders=ORDERS).answer(msg("where is my order?"), Sink())
-    assert isinstance(done, ResponseDone) and done.source == "faq"
+    assert isinstance(done, ResponseDone) and (done.source, done.tool) == ("tool", "order_status")
     assert "order number" in done.text
+    # Without the tool the FAQ asks for the number.
+    done = await make_router(backend).answer(msg("where is my order?"), Sink())
+    assert isinstance(done, ResponseDone) and done.source == "faq"
     # Tool disabled (ORDERS_API_URL unset): asking for the number it was given would be
     # wrong, and nothing can look it up: an honest unknown with the fallback contact.
     done = await make_router(backend).answer(msg("Where is my order #123456?"), Sink())

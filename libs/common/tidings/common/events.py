@@ -121,6 +121,10 @@ class ResponseStart(ResponseEvent):
         default=None, description="Where the answer comes from, when already known."
     )
     model: str | None = Field(default=None, description="Model name for LLM answers.")
+    tool: str | None = Field(
+        default=None,
+        description="For tool answers: the tool's name (order_status, recommendations).",
+    )
 
 
 class ResponseDelta(ResponseEvent):
@@ -179,6 +183,10 @@ class ResponseDone(ResponseEvent):
         "quoted after a generated answer failed the check), off_topic, withheld.",
     )
     model: str | None = Field(default=None, description="Model name for LLM answers.")
+    tool: str | None = Field(
+        default=None,
+        description="For tool answers: the tool's name (order_status, recommendations).",
+    )
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
     sources: list[SourceRef] = Field(

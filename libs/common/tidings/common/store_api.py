@@ -1,11 +1,20 @@
-"""The store API's request and response bodies: the contract in docs/store-api.yaml."""
+"""The store's HTTP API (docs/store-api.yaml): its bodies and the client the responder uses.
+
+The bundled bookstore backend (`tidings store`) serves these models; a real store serves the
+same contract. `StoreClient` raises `StoreUnavailableError` for anything but an answer
+(unreachable, slow, 5xx, a refused credential, a body that is not the contract), so the tools
+can say the store cannot be asked right now instead of guessing.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from tidings.common.service_auth import bearer_header
 
 Category = Literal[
     "Fiction",
@@ -27,8 +36,10 @@ OrderStatusName = Literal["placed", "paid", "shipped", "delivered", "cancelled",
 SortOrder = Literal["bestselling", "price", "title"]
 
 
-class BookOut(BaseModel):
+class Book(BaseModel):
     """A book of the catalogue."""
+
+    model_config = ConfigDict(extra="ignore")
 
     book_id: str = Field(description="ISBN-13.", examples=["9780001018136"])
     title: str
@@ -47,11 +58,13 @@ class BookList(BaseModel):
     """`GET /api/books`: the books that match every filter, in the asked order."""
 
     total: int = Field(ge=0, description="Matching books (before `limit`/`offset`).")
-    books: list[BookOut]
+    books: list[Book]
 
 
-class CategoryOut(BaseModel):
+class CategoryInfo(BaseModel):
     """A category and what it holds."""
+
+    model_config = ConfigDict(extra="ignore")
 
     name: Category
     slug: str
@@ -64,7 +77,7 @@ class CategoryOut(BaseModel):
 class CategoryList(BaseModel):
     """`GET /api/categories`."""
 
-    categories: list[CategoryOut]
+    categories: list[CategoryInfo]
 
 
 class OrderLookup(BaseModel):
@@ -100,13 +113,17 @@ class OrderLookup(BaseModel):
 class OrderItem(BaseModel):
     """One line of an order."""
 
+    model_config = ConfigDict(extra="ignore")
+
     book_id: str
     title: str
     quantity: int = Field(ge=1)
 
 
-class OrderStatusOut(BaseModel):
+class OrderStatus(BaseModel):
     """An order's status, for its owner."""
+
+    model_config = ConfigDict(extra="ignore")
 
     number: str
     status: OrderStatusName
@@ -129,4 +146,73 @@ class ErrorBody(BaseModel):
 
 
 class ErrorOut(BaseModel):
+    """The body of every error."""
+
     error: ErrorBody
+
+
+class StoreUnavailableError(Exception):
+    """The store did not answer usefully (down, slow, failing, or off contract)."""
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class StoreClient:
+    """Async client of the store API; create once and `aclose()` it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: SecretStr | None = None,
+        timeout_s: float = 3.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            headers=bearer_header(token),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def look_up_order(
+        self, number: str, *, email: str | None = None, customer: str | None = None
+    ) -> OrderStatus | None:
+        """The order when it exists and the proof fits; None for an unknown number and a
+        wrong proof alike."""
+        body = OrderLookup(number=number, email=email, customer=customer)
+        response = await self._send("POST", "/api/orders/lookup", json=body.model_dump())
+        if response.status_code == 404:
+            return None
+        return self._parse(response, OrderStatus)
+
+    async def find_books(self, params: dict[str, str | int | float | bool]) -> BookList:
+        """`GET /api/books` with these filters."""
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
+        return self._parse(await self._send("GET", "/api/books", params=query), BookList)
+
+    async def categories(self) -> CategoryList:
+        return self._parse(await self._send("GET", "/api/categories"), CategoryList)
+
+    async def _send(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        try:
+            return await self._client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise StoreUnavailableError(f"{method} {path}: {exc!r}") from exc
+
+    @staticmethod
+    def _parse(response: httpx.Response, model: type[_M]) -> _M:
+        if response.status_code != 200:
+            raise StoreUnavailableError(
+                f"{response.request.method} {response.request.url.path}: "
+                f"HTTP {response.status_code}"
+            )
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise StoreUnavailableError(f"off-contract answer: {str(exc)[:200]}") from exc

@@ -175,6 +175,8 @@ def _start_data(event: ResponseStart) -> dict[str, Any]:
         data["source"] = event.source
     if event.model is not None:
         data["model"] = event.model
+    if event.tool is not None:
+        data["tool"] = event.tool
     return data
 
 
@@ -189,6 +191,7 @@ def _done_data(event: ResponseDone) -> dict[str, Any]:
         "source": event.source,
         "reason": event.reason,
         "model": event.model,
+        "tool": event.tool,
         "usage": event.usage.model_dump(mode="json"),
         "timings": event.timings.model_dump(mode="json"),
         "sources": [source.model_dump(mode="json") for source in event.sources],

@@ -95,8 +95,15 @@ CANCELLED = Counter(
 )
 TOOL_CALLS = Counter(
     metric_name("responder_tool_calls_total"),
-    "Tool calls, by tool and outcome (found, not_found, unavailable).",
+    "Tool answers, by tool (order_status, recommendations) and outcome (found, not_found, "
+    "asked, rate_limited, unavailable, none).",
     ["tool", "outcome"],
+)
+TOOL_SECONDS = Histogram(
+    metric_name("responder_tool_seconds"),
+    "How long a tool took to answer (its calls to the store and to memory), by tool and outcome.",
+    ["tool", "outcome"],
+    buckets=LATENCY_BUCKETS,
 )
 FAQ_RELOADS = Counter(
     metric_name("responder_faq_reloads_total"),

@@ -73,8 +73,8 @@ class EmitError(Exception):
 class Tool(Protocol):
     """Something that may answer a message from another system (order status, ...)."""
 
-    async def answer(self, text: str) -> ToolAnswer | None:
-        """The answer when the tool applies to `text`, else None."""
+    async def answer(self, message: UserMessage) -> ToolAnswer | None:
+        """The answer when the tool applies to `message`, else None."""
         ...
 
 
@@ -109,7 +109,13 @@ class _Answer:
     finishing: bool = False
     started_sent: bool = False
 
-    async def start(self, *, source: AnswerSource | None = None, model: str | None = None) -> None:
+    async def start(
+        self,
+        *,
+        source: AnswerSource | None = None,
+        model: str | None = None,
+        tool: str | None = None,
+    ) -> None:
         self.started_sent = True
         await self.emit(
             ResponseStart(
@@ -118,6 +124,7 @@ class _Answer:
                 attempt=self.attempt,
                 source=source,
                 model=model,
+                tool=tool,
             )
         )
 
@@ -220,13 +227,12 @@ class Router:
             raise
 
     async def _route(self, run: _Answer) -> Terminal:
-        text = run.message.text
         for tool in self._tools:
-            found_tool = await tool.answer(text)
+            found_tool = await tool.answer(run.message)
             if found_tool is not None:
                 log.info("answering with a tool", tool=found_tool.tool, outcome=found_tool.outcome)
-                await run.start(source="tool")
-                return await self._canned(run, found_tool.text, "tool")
+                await run.start(source="tool", tool=found_tool.tool)
+                return await self._canned(run, found_tool.text, "tool", tool=found_tool.tool)
         plan = await self._engine.plan(run.message)
         metrics.ENGINE_SECONDS.labels(plan=plan.kind).observe(plan.engine_ms / 1000)
         log.info("answer planned", plan=plan.kind, engine_ms=plan.engine_ms, intent=plan.intent)
@@ -379,12 +385,15 @@ class Router:
         *,
         sources: Sequence[SourceRef] = (),
         reason: AnswerReason | None = None,
+        tool: str | None = None,
     ) -> Terminal:
         for chunk in split_text(text, self._config.flush_chars):
             if run.first_text_at is None:
                 run.first_text_at = self._clock()
             await run.delta(chunk)
-        return await self._finish_done(run, source, None, Usage(), sources=sources, reason=reason)
+        return await self._finish_done(
+            run, source, None, Usage(), sources=sources, reason=reason, tool=tool
+        )
 
     async def _finish_done(
         self,
@@ -396,6 +405,7 @@ class Router:
         backend: str = NO_BACKEND,
         sources: Sequence[SourceRef] = (),
         reason: AnswerReason | None = None,
+        tool: str | None = None,
     ) -> ResponseDone:
         timings = run.timings()
         done = ResponseDone(
@@ -409,6 +419,7 @@ class Router:
             timings=timings,
             sources=list(sources),
             reason=reason,
+            tool=tool,
         )
         run.finishing = True
         await run.emit(done)
@@ -420,6 +431,7 @@ class Router:
         log.info(
             "answered",
             source=source,
+            tool=tool,
             reason=reason,
             backend=backend,
             chars=len(done.text),

@@ -15,6 +15,7 @@ from tidings.common.memory_api import MemoryClient
 from tidings.common.ops import ops_app
 from tidings.common.pacing import FetchPacer
 from tidings.common.runtime import HttpServer
+from tidings.common.store_api import StoreClient
 from tidings.responder.answers.engine import EngineConfig
 from tidings.responder.answers.evidence import EvidenceLimits
 from tidings.responder.cancels import CancelRegistry
@@ -26,7 +27,7 @@ from tidings.responder.memory import ContextSource
 from tidings.responder.prompt import PromptLimits
 from tidings.responder.router import Router, RouterConfig, Tool
 from tidings.responder.settings import ResponderSettings
-from tidings.responder.tools import OrderStatusTool
+from tidings.responder.tools import OrderStatusTool, RecommendationTool
 
 log = get_logger(__name__)
 
@@ -87,12 +88,13 @@ class ResponderService:
                     heartbeat_interval_ms=settings.heartbeat_interval_ms,
                 )
             )
+            context = await self._context_source()
             router = Router(
                 self.faq,
                 self._backend,
                 self._router_config(),
-                tools=await self._tools(),
-                context=await self._context_source(),
+                tools=self._tools(context),
+                context=context,
             )
             self._handler = handler = MessageHandler(
                 router,
@@ -130,7 +132,8 @@ class ResponderService:
             model=self._backend.model,
             faq_intents=len(self.faq.matcher.intents),
             max_concurrency=settings.max_concurrency,
-            orders_tool=settings.orders_api_url is not None,
+            orders_tool=(settings.orders_api_url or settings.store_api_url) is not None,
+            store=settings.store_api_url or "off",
             memory=settings.memory.url or "off",
         )
         return self
@@ -164,13 +167,25 @@ class ResponderService:
             ),
         )
 
-    async def _tools(self) -> list[Tool]:
-        url = self.settings.orders_api_url
-        if url is None:
-            return []
-        tool = OrderStatusTool(url, timeout_s=self.settings.orders_timeout_s)
-        self._stack.push_async_callback(tool.aclose)
-        return [tool]
+    def _tools(self, context: ContextSource | None) -> list[Tool]:
+        settings = self.settings
+        tools: list[Tool] = []
+        orders_url = settings.orders_api_url or settings.store_api_url
+        if orders_url is not None:
+            orders = self._store_client(orders_url, settings.orders_timeout_s)
+            tools.append(OrderStatusTool(orders, limit=settings.order_lookup_limit))
+        if settings.store_api_url is not None:
+            store = self._store_client(settings.store_api_url, settings.orders_timeout_s)
+            embed = context.embed if context is not None else None
+            tools.append(
+                RecommendationTool(store, embed, max_candidates=settings.recommend_candidates)
+            )
+        return tools
+
+    def _store_client(self, url: str, timeout_s: float) -> StoreClient:
+        client = StoreClient(url, token=self.settings.store_api_token, timeout_s=timeout_s)
+        self._stack.push_async_callback(client.aclose)
+        return client
 
     async def _context_source(self) -> ContextSource | None:
         memory = self.settings.memory

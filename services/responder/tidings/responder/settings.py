@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from limits import parse
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tidings.common.memory_api import MemoryApiSettings
@@ -126,14 +127,45 @@ class ResponderSettings(BaseSettings):
         title="Attempts per message",
         description="Tries when publishing an answer fails with a retriable broker error.",
     )
+    store_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STORE_API_URL", "store_api_url"),
+        title="Store API URL",
+        description=(
+            "STORE_API_URL: base URL of the store's system (docs/store-api.yaml; `tidings "
+            "store` serves it): the catalogue for recommendations, and orders unless "
+            "ORDERS_API_URL says otherwise. Unset (and no ORDERS_API_URL) disables the tools."
+        ),
+    )
     orders_api_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ORDERS_API_URL", "orders_api_url"),
         title="Orders API URL",
         description=(
-            "ORDERS_API_URL: base URL of the order-status API (GET /api/orders/{id}/status); "
-            "unset disables the order-status tool."
+            "ORDERS_API_URL: base URL of the order lookups (POST /api/orders/lookup of the "
+            "store contract); STORE_API_URL when unset."
         ),
+    )
+    store_api_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STORE_API_TOKEN", "store_api_token"),
+        title="Store API credential",
+        description="STORE_API_TOKEN: sent as `Authorization: Bearer <token>` to the store.",
+    )
+    order_lookup_limit: str = Field(
+        default="5 per 10 minutes",
+        title="Order lookups allowed",
+        description=(
+            "RESPONDER_ORDER_LOOKUP_LIMIT: lookups per session and per signed-in user in a "
+            "moving window (`limits` notation: '5 per 10 minutes', '20/hour')."
+        ),
+    )
+    recommend_candidates: int = Field(
+        default=500,
+        ge=1,
+        le=500,
+        title="Books ranked per recommendation",
+        description="The store's matching books (best sellers first) ranked by meaning.",
     )
     orders_timeout_s: float = Field(
         default=3.0,
@@ -199,10 +231,19 @@ class ResponderSettings(BaseSettings):
     memory: MemoryApiSettings = Field(default_factory=MemoryApiSettings, title="Memory API")
     log: LogSettings = Field(default_factory=LogSettings, title="Logging")
 
-    @field_validator("orders_api_url", mode="before")
+    @field_validator("orders_api_url", "store_api_url", "store_api_token", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("order_lookup_limit")
+    @classmethod
+    def _is_a_limit(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '5 per 10 minutes': {value!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_within_session(self) -> ResponderSettings:

@@ -22,22 +22,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from tidings.common import store_api as contract
 from tidings.common.ops import ReadyCheck, ops_app
 from tidings.common.service_auth import bearer_matches
-from tidings.store import catalogue, orders, pages
-from tidings.store.db import Database
-from tidings.store.models import Book
-from tidings.store.schemas import (
+from tidings.common.store_api import (
     BookList,
-    BookOut,
     Category,
     CategoryList,
     ErrorOut,
     Format,
     OrderLookup,
-    OrderStatusOut,
+    OrderStatus,
     SortOrder,
 )
+from tidings.store import catalogue, orders, pages
+from tidings.store.db import Database
+from tidings.store.models import Book
 from tidings.store.settings import StoreSettings
 
 BookId = Annotated[str, Path(pattern=r"^\d{13}$", description="ISBN-13.")]
@@ -109,8 +109,10 @@ def create_app(
             total, books = catalogue.find_books(session, query)
             return BookList(total=total, books=[catalogue.book_out(b, links) for b in books])
 
-    @api.get("/books/{book_id}", response_model=BookOut, responses=_NOT_FOUND, summary="A book")
-    def get_book(book_id: BookId) -> BookOut:
+    @api.get(
+        "/books/{book_id}", response_model=contract.Book, responses=_NOT_FOUND, summary="A book"
+    )
+    def get_book(book_id: BookId) -> contract.Book:
         with db.session() as session:
             book = session.get(Book, book_id)
             if book is None:
@@ -124,11 +126,11 @@ def create_app(
 
     @api.post(
         "/orders/lookup",
-        response_model=OrderStatusOut,
+        response_model=OrderStatus,
         responses={404: {"model": ErrorOut, "description": "Unknown number or wrong proof."}},
         summary="An order's status, for its owner",
     )
-    def look_up_order(lookup: OrderLookup) -> OrderStatusOut:
+    def look_up_order(lookup: OrderLookup) -> OrderStatus:
         with db.session() as session:
             found = orders.look_up(session, lookup)
         if found is None:

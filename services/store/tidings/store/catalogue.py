@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from tidings.common import store_api as contract
 from tidings.store.models import CATEGORIES, Book, BookCategory, BookFormat
-from tidings.store.schemas import BookOut, CategoryOut
 
 
 @dataclass
@@ -93,8 +93,8 @@ def find_books(session: Session, query: BookQuery) -> tuple[int, list[Book]]:
     return total, list(page)
 
 
-def book_out(book: Book, links: Links) -> BookOut:
-    return BookOut.model_validate(
+def book_out(book: Book, links: Links) -> contract.Book:
+    return contract.Book.model_validate(
         {
             "book_id": book.book_id,
             "title": book.title,
@@ -110,7 +110,7 @@ def book_out(book: Book, links: Links) -> BookOut:
     )
 
 
-def categories(session: Session, links: Links) -> list[CategoryOut]:
+def categories(session: Session, links: Links) -> list[contract.CategoryInfo]:
     """Every category with its book count, books in stock and cheapest price."""
     rows = session.execute(
         select(
@@ -127,7 +127,7 @@ def categories(session: Session, links: Links) -> list[CategoryOut]:
     for name in CATEGORIES:
         count, stocked, cheapest = found.get(name, (0, 0, None))
         result.append(
-            CategoryOut.model_validate(
+            contract.CategoryInfo.model_validate(
                 {
                     "name": name,
                     "slug": slug(name),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from tidings.common.store_api import OrderLookup, OrderStatus
 from tidings.store.models import Order
-from tidings.store.schemas import OrderLookup, OrderStatusOut
 
 
 def owns(order: Order, lookup: OrderLookup) -> bool:
@@ -18,12 +18,12 @@ def owns(order: Order, lookup: OrderLookup) -> bool:
     )
 
 
-def look_up(session: Session, lookup: OrderLookup) -> OrderStatusOut | None:
+def look_up(session: Session, lookup: OrderLookup) -> OrderStatus | None:
     """The order's status when it exists and is the caller's; None in every other case."""
     order = session.get(Order, lookup.number)
     if order is None or not owns(order, lookup):
         return None
-    return OrderStatusOut.model_validate(
+    return OrderStatus.model_validate(
         {
             "number": order.number,
             "status": order.status,

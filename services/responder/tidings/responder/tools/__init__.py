@@ -1,5 +1,15 @@
-"""Tools: answers looked up in other systems before the FAQ and the LLM are asked."""
+"""Tools: answers from the store's own system, tried before the answer engine.
 
-from tidings.responder.tools.orders import OrderStatusTool, ToolAnswer, find_order_number
+- `OrderStatusTool` (orders.py): an order's real status, for whoever proves it is theirs.
+- `RecommendationTool` (recommendations.py): up to three catalogue books that fit a request.
 
-__all__ = ["OrderStatusTool", "ToolAnswer", "find_order_number"]
+Both talk to the store API (`tidings.common.store_api`, docs/store-api.yaml); their answers
+stream with source `tool` and the tool's name, and are counted per tool (base.py).
+"""
+
+from tidings.responder.tools.base import ToolAnswer
+from tidings.responder.tools.order_text import find_order_number
+from tidings.responder.tools.orders import OrderStatusTool
+from tidings.responder.tools.recommendations import RecommendationTool
+
+__all__ = ["OrderStatusTool", "RecommendationTool", "ToolAnswer", "find_order_number"]

@@ -1,111 +1,187 @@
-"""Order status: a message naming an order number is answered from the orders API.
+"""Order status: the real status of an order, told only to whoever proves it is theirs.
 
-`#123456` or a standalone six-digit number (as in the bookstore seed) calls
-`GET {ORDERS_API_URL}/api/orders/{id}/status`, which answers `{"status": ..., "eta": ...}`
-(`eta` optional). The answer only ever repeats what the API said: an unknown order gets a
-polite "not found", and an API that is down, slow, failing or answering nonsense gets an
-honest "cannot look it up right now" — never a made-up status.
+A message that names an order number (`#123456`, or six digits in a message about an
+order), asks where an order is, or answers the tool's own question (the number, the
+e-mail address) is this tool's. The proof is the signed-in customer (the message's JWT
+subject, `user`) or the e-mail address on the order, given anywhere in the conversation;
+without either the tool asks for the e-mail first. The store decides (`POST
+/api/orders/lookup`) and answers an unknown number and a wrong proof alike, and so does
+this tool: the same words for both, so order numbers cannot be probed. Lookups are rate
+limited per session and per user. A store that is down, slow or off contract gets "I can't
+reach the order system", never a guessed status.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Literal
+import time
+from datetime import date
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
+from tidings.common.events import UserMessage
 from tidings.common.logging import get_logger
-from tidings.responder import metrics
+from tidings.common.store_api import OrderStatus, StoreClient, StoreUnavailableError
+from tidings.responder.tools.base import CONTACT, Outcome, ToolAnswer, counted
+from tidings.responder.tools.notes import Awaiting, OrderNotes, SessionNotes, notes_from_history
+from tidings.responder.tools.order_text import asks_order_status, find_email, find_order_number
 
 log = get_logger(__name__)
 
 TOOL = "order_status"
-# Six digits not part of a longer number; an optional `#` in front.
-_ORDER_NUMBER = re.compile(r"(?<![\w#])#?(\d{6})(?!\d)|#(\d{6})(?!\d)")
-Outcome = Literal["found", "not_found", "unavailable"]
+ASK_NUMBER = "I can check that for you. What is your order number?"
+ASK_EMAIL = "To check order #"
+_ASKS: dict[str, Awaiting] = {ASK_NUMBER: "number", ASK_EMAIL: "email"}
 
 
-def find_order_number(text: str) -> str | None:
-    """The first order number in `text` (six digits, optionally after `#`), or None."""
-    found = _ORDER_NUMBER.search(text)
-    if found is None:
-        return None
-    return found.group(1) or found.group(2)
+def _day(value: date) -> str:
+    return f"{value:%A}, {value:%B} {value.day}"
 
 
-class OrderStatus(BaseModel):
-    """What the orders API returns; other fields are ignored."""
+def status_text(order: OrderStatus) -> str:
+    """The answer for an order its owner asked about: only what the store said."""
+    number = f"#{order.number}"
+    eta = order.estimated_delivery
+    titles = ", ".join(
+        item.title if item.quantity == 1 else f"{item.title} (x{item.quantity})"
+        for item in order.items
+    )
+    if order.status == "placed":
+        text = f"Order {number} has been placed and is waiting for payment."
+    elif order.status == "paid":
+        text = f"Order {number} is paid and being prepared for shipping."
+    elif order.status == "shipped":
+        text = f"Order {number} has shipped"
+        if order.carrier:
+            text += f" with {order.carrier}"
+        text += "."
+        if order.tracking_number:
+            text += f" Tracking number: {order.tracking_number}."
+    elif order.status == "delivered":
+        text = f"Order {number} was delivered on {_day(order.updated_at.date())}."
+        if order.carrier and order.tracking_number:
+            text += f" ({order.carrier} tracking number: {order.tracking_number}.)"
+    elif order.status == "cancelled":
+        text = f"Order {number} was cancelled on {_day(order.updated_at.date())}."
+    else:
+        text = (
+            f"Order {number} is back-ordered: a book in it is out of stock, and we send it "
+            "as soon as the publisher restocks."
+        )
+        if eta:
+            text += f" The restock is expected by {_day(eta)}."
+        eta = None
+    if eta and order.status in ("placed", "paid", "shipped"):
+        text += f" Estimated delivery: {_day(eta)}."
+    if titles:
+        text += f" It contains: {titles}."
+    return text
 
-    model_config = ConfigDict(extra="ignore")
 
-    status: str = Field(min_length=1, max_length=200)
-    eta: str | None = Field(default=None, max_length=200)
-
-
-@dataclass(frozen=True)
-class ToolAnswer:
-    """A tool's answer text and how the lookup went."""
-
-    tool: str
-    text: str
-    outcome: Outcome
+def not_found_text(number: str, *, by_email: bool) -> str:
+    """The same words for an unknown number and a wrong proof."""
+    proof = "the e-mail address you gave" if by_email else "your account"
+    text = (
+        f"I couldn't find an order #{number} that matches {proof}. Please check the number "
+        "in your order confirmation e-mail"
+    )
+    if by_email:
+        return text + " and the address you used at checkout."
+    return text + ", or tell me the e-mail address you used for the order."
 
 
 class OrderStatusTool:
-    """Looks order numbers up in the orders API; create once and `aclose()` it."""
+    """Answers order-status messages from the store; one per responder."""
+
+    name = TOOL
 
     def __init__(
         self,
-        base_url: str,
+        store: StoreClient,
         *,
-        timeout_s: float = 3.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        limit: str = "5 per 10 minutes",
+        notes: SessionNotes | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport
-        )
+        self._store = store
+        self._notes = notes or SessionNotes()
+        self._limit: RateLimitItem = parse(limit)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def answer(self, text: str) -> ToolAnswer | None:
-        """The order-status answer when `text` names an order number, else None."""
-        number = find_order_number(text)
-        if number is None:
+    async def answer(self, message: UserMessage) -> ToolAnswer | None:
+        """The answer when the message is about an order's status, else None."""
+        started = time.monotonic()
+        found = await self._answer(message)
+        if found is None:
             return None
-        outcome, reply = await self._look_up(number)
-        metrics.TOOL_CALLS.labels(tool=TOOL, outcome=outcome).inc()
-        return ToolAnswer(TOOL, reply, outcome)
+        return counted(found, time.monotonic() - started)
 
-    async def _look_up(self, number: str) -> tuple[Outcome, str]:
-        try:
-            response = await self._client.get(f"/api/orders/{number}/status")
-        except httpx.HTTPError as exc:
-            log.warning("orders API unreachable", order=number, error=repr(exc))
-            return "unavailable", _unavailable(number)
-        if response.status_code == 404:
-            return "not_found", (
-                f"I couldn't find an order with the number #{number}. Please check the number "
-                "on your confirmation email and try again."
+    def _notes_for(self, message: UserMessage) -> OrderNotes:
+        if message.history is not None:
+            return notes_from_history(message.history, _ASKS)
+        return self._notes.get(message.session_id)
+
+    async def _answer(self, message: UserMessage) -> ToolAnswer | None:
+        text = message.text
+        notes = self._notes_for(message)
+        awaiting, notes.awaiting = notes.awaiting, None
+        given_email = find_email(text)
+        if given_email:
+            notes.email = given_email
+        number = find_order_number(text, expected=awaiting == "number")
+        if number is None and given_email and awaiting == "email" and notes.number:
+            number = notes.number
+        if number is None:
+            if not asks_order_status(text):
+                return None
+            notes.awaiting = "number"
+            ask = (
+                ASK_NUMBER + " It has six digits (like #123456) and is in your confirmation e-mail."
             )
-        if response.status_code != 200:
-            log.warning("orders API failed", order=number, status=response.status_code)
-            return "unavailable", _unavailable(number)
+            if message.user is None and notes.email is None:
+                ask += " Please also tell me the e-mail address you used for the order."
+            return ToolAnswer(TOOL, ask, "asked")
+        notes.number = number
+        if message.user is None and notes.email is None:
+            notes.awaiting = "email"
+            return ToolAnswer(
+                TOOL,
+                f"{ASK_EMAIL}{number}, I need the e-mail address you used for the order, so "
+                "that only you can see it. What is it?",
+                "asked",
+            )
+        return await self._look_up(message, notes, number)
+
+    async def _look_up(self, message: UserMessage, notes: OrderNotes, number: str) -> ToolAnswer:
+        keys = [("session", message.session_id)]
+        if message.user:
+            keys.append(("user", message.user))
+        if not all(self._limiter.hit(self._limit, *key) for key in keys):
+            log.info("order lookups rate limited", session=message.session_id)
+            return ToolAnswer(
+                TOOL,
+                "You have asked about several orders in a short time. Please wait a few "
+                f"minutes and try again, or contact {CONTACT}.",
+                "rate_limited",
+            )
+        outcome: Outcome
         try:
-            status = OrderStatus.model_validate_json(response.content)
-        except ValidationError as exc:
-            log.warning("orders API answered nonsense", order=number, error=str(exc)[:300])
-            return "unavailable", _unavailable(number)
-        reply = f"Order #{number} is {status.status.strip()}."
-        if status.eta and status.eta.strip():
-            reply += f" Estimated delivery: {status.eta.strip()}."
-        return "found", reply
-
-
-def _unavailable(number: str) -> str:
-    return (
-        f"I can't look up order #{number} right now. Please try again in a few minutes, or "
-        "contact support@bookstore.com."
-    )
+            order = await self._store.look_up_order(
+                number, email=notes.email, customer=message.user
+            )
+        except StoreUnavailableError as exc:
+            log.warning("order system unavailable", error=str(exc)[:300])
+            return ToolAnswer(
+                TOOL,
+                f"I can't reach our order system right now, so I can't tell you the status of "
+                f"order #{number}. Please try again in a few minutes, or contact {CONTACT}.",
+                "unavailable",
+            )
+        if order is None:
+            outcome = "not_found"
+            if notes.email is None:
+                notes.awaiting = "email"  # a signed-in customer may have ordered as a guest
+            return ToolAnswer(
+                TOOL, not_found_text(number, by_email=notes.email is not None), outcome
+            )
+        return ToolAnswer(TOOL, status_text(order), "found")

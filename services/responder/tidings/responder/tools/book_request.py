@@ -1,0 +1,195 @@
+"""What a recommendation request asks for: category, author, price, format, "like X".
+
+Pure functions over the message (unit-tested). `parse_book_request` returns None for a
+message that asks for no book, so the rest of the answer engine gets it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Phrases that ask for a suggestion. "Do you have books by X?" is one too: the knowledge
+# base cannot answer it, the catalogue can.
+_ASKS = re.compile(
+    r"\b(?:recommend\w*|suggest\w*|what (?:should|could|can) i read|what to read|"
+    r"(?:something|anything|books?|novels?|one|stuff|more)\s+(?:like|similar to)|similar to|"
+    r"(?:i|we) (?:really )?(?:liked|loved|enjoyed)|best[\s-]?sell\w*|top[\s-]sell\w*|most popular|"
+    r"popular (?:books?|titles?|right now|this week)|trending|"
+    r"looking for (?:a|an|some|good|something)|(?:give|show|find) me (?:a|an|some)|"
+    r"good (?:books?|novels?|reads?|cookbooks?)|great (?:books?|reads?)|gift for|"
+    r"i(?:'d| would) like (?:a|an|some) |"
+    r"do you have (?:any |some )?(?:good )?(?:books?|novels?|cookbooks?|titles?) "
+    r"(?:by|about|on|like|for)|books? (?:by|about) )",
+    re.IGNORECASE,
+)
+# "A cookbook for beginners", "some cheap thrillers": a bare request for a kind of book.
+_BARE_REQUEST = re.compile(r"^\s*(?:an?|some|any)\s+(?:[\w'-]+\s+){0,3}?", re.IGNORECASE)
+
+# Checked in this order; a matched phrase is removed before the next is tried ("science
+# fiction" is not Science, "historical fiction" is History).
+CATEGORY_WORDS: tuple[tuple[str, str], ...] = (
+    (
+        "Science Fiction & Fantasy",
+        r"sci[\s-]?fi|science[\s-]fiction|fantasy|space opera|"
+        r"dystopi\w*|cyberpunk|dragons?|wizards?|aliens?|robots?",
+    ),
+    ("Comics & Graphic Novels", r"comics?|graphic novels?|manga"),
+    ("Young Adult", r"young adult|\bya\b|teens?|teenagers?|teenage"),
+    (
+        "Children's Books",
+        r"children'?s?|kids?|picture books?|bedtime|toddlers?|"
+        r"(?:my|a) (?:\d+|two|three|four|five|six|seven|eight)[\s-]year[\s-]old",
+    ),
+    (
+        "Mystery & Thriller",
+        r"myster(?:y|ies)|thrillers?|crime|detectives?|whodunn?its?|"
+        r"suspense|spy|spies|espionage",
+    ),
+    ("Romance", r"romance|romantic|love stor(?:y|ies)|rom[\s-]?coms?"),
+    ("Biography", r"biograph\w*|autobiograph\w*|memoirs?|life stor(?:y|ies)"),
+    ("History", r"history|historical|histories|ancient rome|world war|medieval"),
+    ("Cooking", r"cook\w*|recipes?|baking|bakers?|kitchen|vegetarian|vegan|culinary"),
+    ("Travel", r"travel\w*|guide ?books?|hiking|backpacking"),
+    (
+        "Business",
+        r"business|management|leadership|start-?ups?|entrepreneur\w*|invest\w*|"
+        r"finance|money|marketing|negotiat\w*|productivity",
+    ),
+    ("Science", r"science|physics|biology|chemistry|astronomy|cosmos|evolution|nature"),
+    ("Fiction", r"fiction|novels?|literary|classics?"),
+)
+_CATEGORY_PATTERNS = [
+    (name, re.compile(rf"\b(?:{words})\b", re.I)) for name, words in CATEGORY_WORDS
+]
+
+_FORMATS = (
+    ("audiobook", re.compile(r"\baudio[\s-]?books?\b|\baudio\b|\blisten\w*", re.I)),
+    ("ebook", re.compile(r"\be-?books?\b|\bepub\b|\bdigital\b|\be-?readers?\b", re.I)),
+    ("hardcover", re.compile(r"\bhard[\s-]?(?:cover|back)s?\b", re.I)),
+    ("paperback", re.compile(r"\bpaper[\s-]?backs?\b|\bsoft[\s-]?cover\b", re.I)),
+)
+
+_AMOUNT = r"\$?\s*(\d{1,4}(?:\.\d{1,2})?)\s*(?:\$|dollars?|usd|bucks)?"
+_BETWEEN = re.compile(rf"\bbetween\s+{_AMOUNT}\s+and\s+{_AMOUNT}", re.I)
+_MAX = re.compile(
+    rf"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|"
+    rf"within|for|budget(?: of)?|<)\s*{_AMOUNT}(?!\s*(?:year|yr|page|%))",
+    re.I,
+)
+_OR_LESS = re.compile(rf"{_AMOUNT}\s+or\s+(?:less|under|below|cheaper)", re.I)
+_MIN = re.compile(rf"\b(?:over|above|more than|at least|>)\s*{_AMOUNT}", re.I)
+
+_AUTHOR = re.compile(
+    r"\b(?:by|from|author)\s+((?:[A-Z][\w.'-]*|[a-z][\w'-]+)(?:\s+(?:[A-Z][\w.'-]*|[a-z][\w'-]+)){0,3})"
+)
+_LIKE = re.compile(
+    r"(?:(?<!would )(?<!'d )(?<!\bi )\blike(?!\s+(?:to|a|an|some|this|that)\b)|\bsimilar to|"
+    "\\b(?:i|we) (?:really )?(?:liked|loved|enjoyed))\\s+[\"'\u201c\u2018]?(.+?)[\"'\u201d\u2019]?"
+    r"(?=\s*(?:[?!,;]|\.(?:\s|$)|$|\s+(?:but|under|below|for|that|which|by|in|with|and|or|"
+    r"please|as an?|on)\b))",
+    re.I,
+)
+_STOP_AUTHOR = re.compile(
+    r"\s+(?:under|below|for|in|on|with|that|which|and|or|please|as|paperback|hardcover|"
+    r"e-?books?|audio\w*|is|are)\b.*$",
+    re.I,
+)
+_BESTSELLERS = re.compile(
+    r"\bbest[\s-]?sell\w*|\btop[\s-]sell\w*|\bmost popular\b|\bpopular\b|\btrending\b", re.I
+)
+
+
+@dataclass(frozen=True)
+class BookRequest:
+    """The constraints a recommendation must meet; None / empty: no constraint."""
+
+    category: str | None = None
+    author: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    format: str | None = None
+    like: str | None = None
+    bestsellers: bool = False
+    topic: str = ""
+    categories_named: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        """The constraints in words: "Mystery & Thriller, under $15.00, paperback"."""
+        parts = []
+        if self.category:
+            parts.append(self.category)
+        if self.author:
+            parts.append(f"by {self.author}")
+        if self.min_price is not None and self.max_price is not None:
+            parts.append(f"between ${self.min_price:.2f} and ${self.max_price:.2f}")
+        elif self.max_price is not None:
+            parts.append(f"up to ${self.max_price:.2f}")
+        elif self.min_price is not None:
+            parts.append(f"over ${self.min_price:.2f}")
+        if self.format:
+            parts.append({"ebook": "e-book"}.get(self.format, self.format))
+        return ", ".join(parts)
+
+
+def is_book_request(text: str) -> bool:
+    """True when `text` asks for a book suggestion."""
+    if _ASKS.search(text):
+        return True
+    if _BARE_REQUEST.match(text) and len(text.split()) <= 10:
+        return any(p.search(text) for _, p in _CATEGORY_PATTERNS) or bool(
+            re.search(r"\b(?:books?|reads?|novels?|audio-?books?|e-?books?)\b", text, re.I)
+        )
+    return False
+
+
+def _price(text: str) -> tuple[float | None, float | None]:
+    between = _BETWEEN.search(text)
+    if between:
+        low, high = sorted((float(between.group(1)), float(between.group(2))))
+        return low, high
+    high_match = _MAX.search(text) or _OR_LESS.search(text)
+    low_match = _MIN.search(text)
+    return (
+        float(low_match.group(1)) if low_match else None,
+        float(high_match.group(1)) if high_match else None,
+    )
+
+
+def parse_book_request(text: str) -> BookRequest | None:
+    """The request's constraints, or None when `text` asks for no book."""
+    if not is_book_request(text):
+        return None
+    rest = text
+    like_match = _LIKE.search(rest)
+    like = None
+    if like_match and not _BESTSELLERS.fullmatch(like_match.group(1).strip()):
+        like = like_match.group(1).strip().strip("\"'\u201c\u201d\u2018\u2019").strip() or None
+        rest = rest.replace(like_match.group(0), " ")
+    author = None
+    author_match = _AUTHOR.search(rest)
+    if author_match:
+        author = _STOP_AUTHOR.sub("", author_match.group(1)).strip(" .?!,") or None
+        if author:
+            rest = rest.replace(author_match.group(0), " ")
+    min_price, max_price = _price(rest)
+    for pattern in (_BETWEEN, _MAX, _OR_LESS, _MIN):
+        rest = pattern.sub(" ", rest)
+    book_format = next((name for name, p in _FORMATS if p.search(rest)), None)
+    named: list[str] = []
+    scan = rest
+    for name, pattern in _CATEGORY_PATTERNS:
+        if pattern.search(scan):
+            named.append(name)
+            scan = pattern.sub(" ", scan)
+    return BookRequest(
+        category=named[0] if named else None,
+        author=author,
+        min_price=min_price,
+        max_price=max_price,
+        format=book_format,
+        like=like,
+        bestsellers=bool(_BESTSELLERS.search(text)) and like is None,
+        topic=" ".join(rest.split()),
+        categories_named=tuple(named),
+    )

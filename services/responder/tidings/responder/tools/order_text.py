@@ -1,0 +1,68 @@
+"""What a message says about an order: its number, an e-mail address, a status question.
+
+Pure functions over the text (unit-tested): the order-status tool decides with them whether
+a message is its business and what proof it carries.
+"""
+
+from __future__ import annotations
+
+import re
+
+# `#123456` anywhere; six digits alone not part of a longer number or code.
+_HASHED = re.compile(r"#\s?(\d{6})(?!\d)")
+_BARE = re.compile(r"(?<![\w#-])(\d{6})(?![\d-])")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_ORDER_WORDS = re.compile(r"\b(?:orders?|package|parcel|shipment|delivery|tracking)\b", re.I)
+_MY_ORDER = re.compile(
+    r"\b(?:my|our|the)\s+(?:\w+\s+)?(?:order|package|parcel|shipment|delivery|books?)\b", re.I
+)
+_STATUS_WORDS = re.compile(
+    r"\b(?:where|status|track|tracking|arrived?|arriving|arrival|shipped|delivered|come|"
+    r"coming|late|yet|check|when|happened|update)\b",
+    re.I,
+)
+_OTHER_ORDER_BUSINESS = re.compile(
+    r"\b(?:cancel\w*|return\w*|refund\w*|change|modify|exchange|damaged|wrong book)\b", re.I
+)
+# What may stand around a number that answers "what is your order number?".
+_FILLER = re.compile(
+    r"\b(?:it'?s|it is|is|the|my|order|number|no|nr|sure|yes|here|thanks?|you|please|ok|"
+    r"okay|and|e-?mail|address|was|with)\b|[#:.,!\s-]",
+    re.I,
+)
+
+
+def find_email(text: str) -> str | None:
+    """The first e-mail address in `text`, or None."""
+    found = _EMAIL.search(text)
+    return found.group(0) if found else None
+
+
+def find_order_number(text: str, *, expected: bool = False) -> str | None:
+    """The order number `text` names, or None.
+
+    `#123456` always counts; six bare digits count when the message talks about an order
+    (or a package, a delivery...), when the message is little more than the number, or
+    when the bot has just asked for it (`expected`).
+    """
+    hashed = _HASHED.search(text)
+    if hashed:
+        return hashed.group(1)
+    bare = _BARE.search(text)
+    if bare is None:
+        return None
+    without_email = _EMAIL.sub(" ", text)
+    rest = _FILLER.sub("", without_email.replace(bare.group(1), " "))
+    if expected or _ORDER_WORDS.search(text) or not rest:
+        return bare.group(1)
+    return None
+
+
+def asks_order_status(text: str) -> bool:
+    """True for a question about where an order is, without its number ("Where is my
+    order?", "Has my package shipped yet?"); cancelling, returns and refunds are not."""
+    if _OTHER_ORDER_BUSINESS.search(text):
+        return False
+    if re.search(r"\border\s+status\b|\bstatus\s+of\s+(?:my|an?|the)\s+order\b", text, re.I):
+        return True
+    return bool(_MY_ORDER.search(text) and _STATUS_WORDS.search(text))

@@ -1,0 +1,220 @@
+"""Recommendations: up to three books of the store's catalogue that fit the request.
+
+The constraints (category, author, price, format; in stock unless digital) go to the
+store as filters (`GET /api/books`), so every book named is one the store returned. The
+candidates are then ranked by meaning: the request (or, for "something like X", the
+catalogue's description of X) against each book's title and description, as vectors of the
+memory service's model (`POST /embed`, the model that embeds the knowledge base). Book
+vectors are cached by book and text, so the catalogue is embedded once per responder.
+Without memory, the store's own order (last week's best sellers) ranks them.
+
+Why the responder ranks and not the store: the store's contract stays plain filtering that
+any shop system can serve, and the model stays where it already is (memory) instead of in
+the store. The candidates per request are bounded (RESPONDER_RECOMMEND_CANDIDATES).
+
+Nothing fits: say so, and point to the nearest category (the one asked for, or the one of
+the closest book by meaning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from tidings.common.events import UserMessage
+from tidings.common.logging import get_logger
+from tidings.common.store_api import Book, CategoryInfo, StoreClient, StoreUnavailableError
+from tidings.responder.tools.base import CONTACT, ToolAnswer, counted
+from tidings.responder.tools.book_request import BookRequest, parse_book_request
+
+log = get_logger(__name__)
+
+TOOL = "recommendations"
+MAX_BOOKS = 3
+DIGITAL = frozenset({"ebook", "audiobook"})
+# Same main category as the book the customer liked: a nudge, not a filter.
+SAME_CATEGORY_BONUS = 0.1
+Embed = Callable[[list[str]], Awaitable[list[list[float]] | None]]
+
+
+def book_text(book: Book) -> str:
+    """What a book is embedded as."""
+    return f"{book.title} by {book.author} ({', '.join(book.categories)}): {book.description}"
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    # The memory service's vectors are unit length.
+    return math.fsum(x * y for x, y in zip(a, b, strict=True))
+
+
+def book_line(book: Book) -> str:
+    """One list item: linked title, author, price and formats."""
+    formats = ", ".join({"ebook": "e-book"}.get(f, f) for f in book.formats)
+    return f"- [{book.title}]({book.url}) by {book.author}, ${book.price:.2f} ({formats})"
+
+
+def pick(ranked: Sequence[Book], count: int = MAX_BOOKS) -> list[Book]:
+    """The first `count` books, at most one per author while others are left."""
+    chosen: list[Book] = []
+    authors: set[str] = set()
+    for book in ranked:
+        if book.author not in authors:
+            chosen.append(book)
+            authors.add(book.author)
+        if len(chosen) == count:
+            return chosen
+    rest = [b for b in ranked if b not in chosen]
+    return chosen + rest[: count - len(chosen)]
+
+
+class VectorCache:
+    """Book vectors by (book id, embedded text), filled through `embed` in batches."""
+
+    def __init__(self, embed: Embed, *, batch: int = 256, max_books: int = 50_000) -> None:
+        self._embed = embed
+        self._batch = batch
+        self._max = max_books
+        self._vectors: dict[tuple[str, str], list[float]] = {}
+        self._lock = asyncio.Lock()
+
+    async def vectors(self, books: Sequence[Book]) -> dict[str, list[float]] | None:
+        """Each book's vector, or None when the model cannot be asked."""
+        keys = {book.book_id: (book.book_id, book_text(book)) for book in books}
+        async with self._lock:  # concurrent requests embed each missing book once
+            missing = [key for key in keys.values() if key not in self._vectors]
+            for start in range(0, len(missing), self._batch):
+                chunk = missing[start : start + self._batch]
+                vectors = await self._embed([text for _, text in chunk])
+                if vectors is None or len(vectors) != len(chunk):
+                    return None
+                if len(self._vectors) + len(chunk) > self._max:
+                    self._vectors.clear()
+                self._vectors.update(zip(chunk, vectors, strict=True))
+        return {book_id: self._vectors[key] for book_id, key in keys.items()}
+
+
+class RecommendationTool:
+    """Suggests books of the catalogue; one per responder."""
+
+    name = TOOL
+
+    def __init__(
+        self, store: StoreClient, embed: Embed | None, *, max_candidates: int = 500
+    ) -> None:
+        self._store = store
+        self._embed = embed
+        self._cache = VectorCache(embed) if embed is not None else None
+        self._max_candidates = max_candidates
+
+    async def answer(self, message: UserMessage) -> ToolAnswer | None:
+        """The recommendation when the message asks for a book, else None."""
+        request = parse_book_request(message.text)
+        if request is None:
+            return None
+        started = time.monotonic()
+        try:
+            found = await self._recommend(request)
+        except StoreUnavailableError as exc:
+            log.warning("catalogue unavailable", error=str(exc)[:300])
+            found = ToolAnswer(
+                TOOL,
+                "I can't reach our catalogue right now, so I can't suggest books. Please try "
+                f"again in a few minutes, or contact {CONTACT}.",
+                "unavailable",
+            )
+        return counted(found, time.monotonic() - started)
+
+    def _filters(self, request: BookRequest) -> dict[str, str | int | float | bool]:
+        filters: dict[str, str | int | float | bool] = {
+            "limit": self._max_candidates,
+            "sort": "bestselling",
+        }
+        if request.format not in DIGITAL:
+            filters["in_stock"] = True  # printed copies we can send now
+        for key in ("category", "author", "format", "min_price", "max_price"):
+            value = getattr(request, key)
+            if value is not None:
+                filters[key] = value
+        return filters
+
+    async def _liked(self, title: str) -> Book | None:
+        """The catalogue's book with this title (exact first, then the shortest containing it)."""
+        found = await self._store.find_books({"title": title, "limit": 20, "sort": "title"})
+        if not found.books:
+            return None
+        exact = [b for b in found.books if b.title.lower() == title.lower()]
+        return exact[0] if exact else min(found.books, key=lambda b: len(b.title))
+
+    async def _recommend(self, request: BookRequest) -> ToolAnswer:
+        liked = await self._liked(request.like) if request.like else None
+        candidates = (await self._store.find_books(self._filters(request))).books
+        if liked is not None:
+            candidates = [b for b in candidates if b.book_id != liked.book_id]
+        if not candidates:
+            return await self._nothing_fits(request)
+        ranked = candidates
+        if not request.bestsellers and self._cache is not None and self._embed is not None:
+            ranked = await self._by_meaning(request, liked, candidates) or candidates
+        books = pick(ranked)
+        return ToolAnswer(TOOL, self._text(request, liked, books), "found")
+
+    async def _by_meaning(
+        self, request: BookRequest, liked: Book | None, candidates: list[Book]
+    ) -> list[Book] | None:
+        assert self._cache is not None and self._embed is not None
+        query = book_text(liked) if liked is not None else request.topic
+        queried = await self._embed([query[:2000] or "a good book"])
+        vectors = await self._cache.vectors(candidates)
+        if not queried or vectors is None:
+            return None
+        target = queried[0]
+
+        def score(book: Book) -> float:
+            bonus = 0.0
+            if liked is not None and book.categories[:1] == liked.categories[:1]:
+                bonus = SAME_CATEGORY_BONUS
+            return _cosine(target, vectors[book.book_id]) + bonus
+
+        return sorted(candidates, key=score, reverse=True)
+
+    def _text(self, request: BookRequest, liked: Book | None, books: list[Book]) -> str:
+        fits = request.describe()
+        if liked is not None:
+            head = f"If you liked {liked.title}, you may like"
+            head += f" these ({fits}):" if fits else ":"
+        elif request.bestsellers:
+            head = "Our best sellers this week"
+            head += f" ({fits}):" if fits else ":"
+        else:
+            count = "a book" if len(books) == 1 else f"{len(books)} books"
+            head = f"Here {'is' if len(books) == 1 else 'are'} {count} from our catalogue"
+            head += f" that fit ({fits}):" if fits else " you may like:"
+        if request.like and liked is None:
+            head = "I couldn't find that title in our catalogue. " + head
+        return head + "\n\n" + "\n".join(book_line(b) for b in books)
+
+    async def _nothing_fits(self, request: BookRequest) -> ToolAnswer:
+        categories = (await self._store.categories()).categories
+        nearest = await self._nearest_category(request, categories)
+        fits = request.describe() or "your request"
+        text = f"I couldn't find a book in our catalogue that fits ({fits})."
+        if nearest is not None:
+            text += f" The nearest category is [{nearest.name}]({nearest.url})"
+            if nearest.min_price is not None:
+                text += f", with {nearest.in_stock} books in stock from ${nearest.min_price:.2f}"
+            text += "."
+        return ToolAnswer(TOOL, text, "none")
+
+    async def _nearest_category(
+        self, request: BookRequest, categories: list[CategoryInfo]
+    ) -> CategoryInfo | None:
+        by_name = {c.name: c for c in categories}
+        if request.category in by_name:
+            return by_name[request.category]
+        # The category of the closest book by meaning, whatever the other constraints.
+        anything = (await self._store.find_books({"limit": self._max_candidates})).books
+        ranked = await self._by_meaning(request, None, anything) if anything else None
+        best = (ranked or anything)[:1]
+        return by_name.get(best[0].categories[0]) if best else None
