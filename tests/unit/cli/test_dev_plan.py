@@ -16,7 +16,15 @@ def test_bare_environment_starts_broker_and_bundled_llm() -> None:
     assert dev.env["LLM_BACKEND"] == "openai"
     assert dev.env["OPENAI_BASE_URL"] == "http://127.0.0.1:8080/v1"
     assert dev.env["OPENAI_MODEL"] == LLAMA_MODEL_ALIAS
-    assert dev.services == ["memory", "responder", "gateway"]
+    assert dev.services == ["store", "memory", "responder", "gateway"]
+    # The bundled bookstore backend answers the order and recommendation tools.
+    assert dev.env["STORE_API_URL"] == dev.env["ORDERS_API_URL"] == "http://127.0.0.1:8003"
+
+
+def test_the_store_follows_its_port_and_an_external_store_is_kept() -> None:
+    assert plan({"STORE_PORT": "9003"}).env["STORE_API_URL"] == "http://127.0.0.1:9003"
+    dev = plan({"STORE_API_URL": "https://shop.example/api-base"})
+    assert dev.env["ORDERS_API_URL"] == "https://shop.example/api-base"
 
 
 def test_external_kafka_is_used_instead_of_tansu() -> None:

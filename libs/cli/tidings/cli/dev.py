@@ -48,7 +48,7 @@ class DevPlan:
     broker_note: str | None = None
     controller_port: int | None = None
     llm_port: int | None = None
-    services: list[str] = field(default_factory=lambda: ["memory", "responder", "gateway"])
+    services: list[str] = field(default_factory=lambda: ["store", "memory", "responder", "gateway"])
 
 
 def plan(
@@ -71,6 +71,10 @@ def plan(
     env.setdefault("PYTHONUNBUFFERED", "1")
     # A fresh laptop stack answers from the bundled bookstore knowledge base.
     env.setdefault("MEMORY_KNOWLEDGE_SAMPLE", "true")
+    # ... and the bundled bookstore backend serves the tools' orders and catalogue.
+    store_port = env.setdefault("STORE_PORT", "8003")
+    env.setdefault("STORE_API_URL", f"http://127.0.0.1:{store_port}")
+    env.setdefault("ORDERS_API_URL", env["STORE_API_URL"])
     gateway_port = int(env.get("GATEWAY_PORT", "8000"))
     result = DevPlan(env=env, gateway_port=gateway_port)
 
@@ -111,6 +115,7 @@ def ports_in_use(dev: DevPlan) -> list[tuple[str, int]]:
         ("gateway", dev.gateway_port),
         ("memory", int(dev.env.get("MEMORY_PORT", "8001"))),
         ("responder", int(dev.env.get("RESPONDER_PORT", "8002"))),
+        ("store", int(dev.env.get("STORE_PORT", "8003"))),
     ]
     return [(name, port) for name, port in wanted if port is not None and not port_is_free(port)]
 
@@ -254,6 +259,7 @@ async def run_dev(dev: DevPlan) -> int:
         ops_ports = {
             "memory": int(dev.env.get("MEMORY_PORT", "8001")),
             "responder": int(dev.env.get("RESPONDER_PORT", "8002")),
+            "store": int(dev.env.get("STORE_PORT", "8003")),
             "gateway": dev.gateway_port,
         }
         for child in children[-len(dev.services) :]:

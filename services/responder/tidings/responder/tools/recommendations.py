@@ -155,8 +155,11 @@ class RecommendationTool:
         if not candidates:
             return await self._nothing_fits(request)
         ranked = candidates
+        if liked is not None:
+            # Without the model: the liked book's category first, best sellers within it.
+            ranked = sorted(candidates, key=lambda b: b.categories[:1] != liked.categories[:1])
         if not request.bestsellers and self._cache is not None and self._embed is not None:
-            ranked = await self._by_meaning(request, liked, candidates) or candidates
+            ranked = await self._by_meaning(request, liked, candidates) or ranked
         books = pick(ranked)
         return ToolAnswer(TOOL, self._text(request, liked, books), "found")
 
