@@ -25,6 +25,7 @@ import pytest
 from tidings.cli import apache_kafka
 from tidings.cli.infra import (
     LLAMA_MODEL_ALIAS,
+    InfraError,
     free_port,
     llama_server_command,
     tansu_command,
@@ -126,6 +127,33 @@ def kafka_bootstrap(infra_logs: Path) -> Iterator[str]:
             yield bootstrap
         finally:
             broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu_bootstrap(infra_logs: Path) -> Iterator[str]:
+    """A Tansu broker of the session's own, for the tests of tidings.common.broker_compat."""
+    try:
+        argv = tansu_command(0)
+    except InfraError as exc:
+        pytest.skip(f"needs the Tansu broker binary: {exc}")
+    del argv
+    with pytest.MonkeyPatch.context() as mp:
+        broker, bootstrap = _start_tansu(infra_logs, mp)
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def tansu_settings(tansu_bootstrap: str) -> KafkaSettings:
+    """Settings for the Tansu broker (KAFKA_BROKER=tansu: its workarounds on)."""
+    return KafkaSettings(
+        broker="tansu",
+        bootstrap_servers=tansu_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
+        topic_partitions=3,
+    )
 
 
 @pytest.fixture(scope="session")

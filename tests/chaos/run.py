@@ -41,6 +41,7 @@ from tests.chaos.report import (  # noqa: E402
 )
 from tests.chaos.topology import Topology  # noqa: E402
 from tests.chaos.users import Ledger, MessageLog, User, UserConfig, final_check  # noqa: E402
+from tidings.cli import apache_kafka  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,17 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak", type=parse_duration, metavar="DURATION", help="e.g. 10m")
     parser.add_argument("--llm", action="store_true", help="responders use a llama.cpp server")
     parser.add_argument(
+        "--broker",
+        choices=("kafka", "tansu"),
+        default="kafka",
+        help="the broker the drill starts: Apache Kafka (default; Tansu when Java is missing) "
+        "or Tansu in memory mode",
+    )
+    parser.add_argument(
         "--kafka",
         metavar="BOOTSTRAP",
-        help="use this (durable) Kafka instead "
-        "of starting Tansu; the broker-restart fault is then not injected",
+        help="use this running Kafka instead of starting a broker; the broker-restart fault "
+        "is then not injected",
     )
     parser.add_argument("--run-dir", type=Path, help="where logs and the report go (tmp)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (users, soak)")
@@ -125,7 +133,7 @@ async def drill(args: argparse.Namespace, topology: Topology) -> tuple[list[Faul
         tasks = [asyncio.create_task(user.run(client, stop)) for user in users]
         try:
             await asyncio.sleep(profile.warmup_s)
-            broker = topology.broker_is_memory
+            broker = topology.owns_broker
             if args.soak:
                 factories = fault_mod.by_name(profile.poison, broker)
                 deadline = time.monotonic() + args.soak
@@ -168,7 +176,12 @@ async def drill(args: argparse.Namespace, topology: Topology) -> tuple[list[Faul
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="tidings-chaos-"))
-    topology = Topology(run_dir, llm=args.llm, bootstrap=args.kafka)
+    broker = args.broker
+    fallback = apache_kafka.unavailable() if broker == "kafka" and not args.kafka else None
+    if fallback:
+        print(f"Apache Kafka cannot run here ({fallback}): the drill runs on Tansu", flush=True)
+        broker = "tansu"
+    topology = Topology(run_dir, llm=args.llm, bootstrap=args.kafka, broker=broker)
     topology.plan()
     command = "python tests/chaos/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"chaos drill: {command.strip()} (logs in {run_dir})", flush=True)
@@ -183,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             "Broker: Tansu in memory mode, which keeps nothing across a restart; answers "
             "accepted but unanswered when it stopped are counted as 'lost by broker', not "
             "'lost'. With a durable Kafka (--kafka) there is no such column to hide in."
+        )
+    elif topology.owns_broker:
+        notes.append(
+            f"Broker: Apache Kafka {apache_kafka.KAFKA_VERSION}, one KRaft node whose log stays "
+            "on disk across the broker restart, as in production: nothing may be lost."
         )
     else:
         notes.append("Broker: external Kafka (--kafka); the broker-restart fault was not injected.")

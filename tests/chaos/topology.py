@@ -1,8 +1,10 @@
 """The drill's topology: real processes on 127.0.0.1, each logging JSON lines to its own file.
 
-Broker (Tansu, memory storage), two gateways, two responders (the `echo` model, or the
-llama.cpp server with `--llm`) and one memory worker, started exactly as an operator would:
-`python -m tidings.cli.main <service>` configured by environment variables only.
+Broker (Apache Kafka, a single KRaft node whose log stays on disk across its restarts, as in
+production; or Tansu in memory mode with `--broker tansu`), two gateways, two responders (the
+`echo` model, or the llama.cpp server with `--llm`) and one memory worker, started exactly as
+an operator would: `python -m tidings.cli.main <service>` configured by environment
+variables only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from tidings.cli.apache_kafka import KafkaNode
 from tidings.cli.infra import (
     free_port,
     llama_server_command,
@@ -132,15 +135,21 @@ class Topology:
 
     run_dir: Path
     llm: bool = False
-    bootstrap: str | None = None  # an external (durable) Kafka; None starts Tansu
+    bootstrap: str | None = None  # an external (durable) Kafka; None starts `broker`
+    broker: str = "kafka"  # the broker started here: "kafka" (Apache Kafka) or "tansu"
     partitions: int = 6
     procs: dict[str, Proc] = field(default_factory=dict)
     topic_prefix: str = field(default_factory=lambda: f"chaos-{uuid.uuid4().hex[:8]}.")
 
     @property
+    def owns_broker(self) -> bool:
+        """True when the drill runs its own broker (and may restart it)."""
+        return self.bootstrap is None
+
+    @property
     def broker_is_memory(self) -> bool:
         """True when the drill runs its own Tansu broker, which keeps nothing across restarts."""
-        return self.bootstrap is None
+        return self.owns_broker and self.broker == "tansu"
 
     def gateway_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.procs[name].port}"
@@ -161,6 +170,7 @@ class Topology:
         }
         env.update(
             KAFKA_BOOTSTRAP_SERVERS=self.kafka_bootstrap,
+            KAFKA_BROKER=self.broker,
             KAFKA_TOPIC_PREFIX=self.topic_prefix,
             KAFKA_TOPIC_PARTITIONS=str(self.partitions),
             LOG_FORMAT="json",
@@ -176,8 +186,15 @@ class Topology:
         service = [sys.executable, "-m", "tidings.cli.main"]
         if self.bootstrap is None:
             port = free_port()
+            if self.broker == "tansu":
+                command = tansu_command(port)
+            else:
+                node = KafkaNode(
+                    port=port, controller_port=free_port(), data_dir=self.run_dir / "kafka"
+                )
+                command = node.prepare()
             self.procs["broker"] = Proc(
-                "broker", tansu_command(port), dict(os.environ), self._log("broker"), port=port
+                "broker", command, dict(os.environ), self._log("broker"), port=port
             )
         if self.llm:
             port = free_port()

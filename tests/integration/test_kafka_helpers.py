@@ -1,4 +1,5 @@
-"""The shared Kafka helpers against the real broker."""
+"""The shared Kafka helpers against the real broker, and Tansu's workarounds
+(tidings.common.broker_compat) against Tansu."""
 
 from __future__ import annotations
 
@@ -33,12 +34,21 @@ async def test_topics_are_created_once_with_the_configured_partitions(
     assert counts == {topic: [0, 1, 2] for topic in kafka_settings.topics}
 
 
+@pytest.fixture(params=["session broker", "tansu"])
+def either_broker(request: pytest.FixtureRequest) -> KafkaSettings:
+    """The session's broker (Apache Kafka), and Tansu."""
+    name = "kafka_settings" if request.param == "session broker" else "tansu_settings"
+    settings: KafkaSettings = request.getfixturevalue(name)
+    return settings
+
+
 async def test_a_stopped_member_leaves_so_the_next_one_is_not_kept_waiting(
-    kafka_settings: KafkaSettings,
+    either_broker: KafkaSettings,
 ) -> None:
-    """Tansu numbers the first generation 0, where aiokafka would skip LeaveGroup: the next
-    member would then wait for the departed one's session to expire (10 s) on top of the
-    ~5 s join (18 s measured), instead of the join alone."""
+    """The next member gets the partitions at once, not after the departed one's session
+    expired (10 s). Kafka: aiokafka's own LeaveGroup. Tansu numbers the first generation 0,
+    where aiokafka skips LeaveGroup (18 s measured without broker_compat's leave)."""
+    kafka_settings = either_broker
     await ensure_topics(kafka_settings)
     topic = kafka_settings.user_messages_topic
     group = f"{kafka_settings.topic_prefix}leave-test"
@@ -74,11 +84,11 @@ async def _partition_count(settings: KafkaSettings, topic: str) -> int:
 
 
 async def test_repair_recreates_topics_auto_created_with_too_few_partitions(
-    kafka_settings: KafkaSettings,
+    tansu_settings: KafkaSettings,
 ) -> None:
     # What a client does first after a memory-mode broker came back empty: asking for a
     # topic's metadata auto-creates it with the broker's default partition count.
-    settings = kafka_settings.model_copy(update={"topic_partitions": 8})
+    settings = tansu_settings.model_copy(update={"topic_partitions": 8})
     topic = settings.model_responses_topic
     async with kafka_producer(settings, name="auto-create") as producer:
         await producer.send_and_wait(topic, b"x")
@@ -91,11 +101,11 @@ async def test_repair_recreates_topics_auto_created_with_too_few_partitions(
 
 
 async def test_a_paced_consumer_fetches_with_the_busy_wait_during_traffic(
-    kafka_settings: KafkaSettings,
+    tansu_settings: KafkaSettings,
 ) -> None:
-    """The broker holds an empty fetch for the wait the request carries (Tansu holds every
-    fetch for it), so the gaps between fetch requests show the wait in force: about the idle
+    """Tansu holds every fetch for the wait the request carries, so the gaps between fetch requests show the wait in force: about the idle
     1000 ms before traffic, the busy 5 ms during it, 1000 ms again after the hold."""
+    kafka_settings = tansu_settings
     await ensure_topics(kafka_settings)
     topic = kafka_settings.memory_events_topic
     sent: list[float] = []

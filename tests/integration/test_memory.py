@@ -171,7 +171,7 @@ async def test_question_and_answer_are_stored_once_even_when_redelivered(
         assert all(isinstance(e, MemoryStored) for e in events)
         assert {e.role: e.point_id for e in events} == expected_ids
         assert {(e.session_id, e.message_id, e.collection) for e in events} == {
-            (session_id, message_id, "test_memory")
+            (session_id, message_id, settings.qdrant.collection)
         }
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"consumer": True, "qdrant": True}
