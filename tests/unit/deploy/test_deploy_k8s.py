@@ -63,6 +63,13 @@ OPTIONAL_SETTINGS = {
     "QDRANT_API_KEY": "only when the Qdrant server requires a key",
     "GATEWAY_JWT_SECRET": "only with GATEWAY_AUTH=jwt and HS256 tokens",
     "VCF_API_TOKEN": "unset = the pod's service-account token (VCF_TOKEN_PATH)",
+    "MEMORY_API_TOKEN": "created with the Secret out of band: no default credential",
+    # Unset = derived from the container's memory limit (tidings.gateway.capacity).
+    "GATEWAY_MEMORY_LIMIT_BYTES": "unset = the cgroup memory limit",
+    "GATEWAY_MAX_OPEN_STREAMS": "unset = half the memory limit / 96 KiB",
+    "GATEWAY_REPLAY_MAX_TOTAL_BYTES": "unset = an eighth of the memory limit",
+    "MEMORY_METRICS_PORT": "unset = /metrics on the API port",
+    "MEMORY_METRICS_HOST": "unset = MEMORY_HOST",
 }
 
 

@@ -50,6 +50,9 @@ def history_transport(turns: list[dict[str, Any]] | None) -> httpx.MockTransport
         if turns is None:
             return httpx.Response(500)
         session_id = request.url.path.split("/")[2]
+        if request.url.path.endswith("/owner"):
+            # Nothing stored: sessions are owned as the gateway learns them from the topic.
+            return httpx.Response(200, json={"session_id": session_id, "exists": False})
         return httpx.Response(200, json={"session_id": session_id, "messages": turns})
 
     return httpx.MockTransport(handle)
@@ -229,7 +232,8 @@ async def test_history_comes_from_memory_and_is_503_when_memory_is_down() -> Non
             assert response.json()["error"]["code"] == "history_unavailable"
             assert "retry-after" in response.headers
         else:
-            assert response.json() == {"session_id": SESSION, "messages": []}
+            assert response.json() == {"session_id": SESSION, "messages": [], "next_cursor": None}
+            assert response.headers["cache-control"] == "no-store"
 
 
 async def test_cancel_publishes_a_cancel_request_for_the_session(gateway: Gateway) -> None:

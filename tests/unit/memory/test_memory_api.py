@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from tidings.common.memory_api import Context, KnowledgeChunk, SessionMessages
+from tidings.common.service_auth import bearer_header
 from tidings.common.settings import QdrantSettings
 from tidings.memory.api import MemoryBackends, memory_app
 from tidings.memory.collection import ModelStamp
@@ -23,11 +25,13 @@ from tidings.memory.context import within_budget
 from tidings.memory.knowledge.documents import Document, Section
 from tidings.memory.knowledge.ingest import Ingestor
 from tidings.memory.knowledge.store import KnowledgeStore
+from tidings.memory.service import MemoryService
 from tidings.memory.settings import MemorySettings
 from tidings.memory.store import TurnStore, open_qdrant
 from tidings.memory.turns import Turn
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+TOKEN = SecretStr("memory-service-credential-of-32-chars-or-more")
 STAMP = ModelStamp("same-direction", 3)
 
 
@@ -78,7 +82,10 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     settings = MemorySettings(
-        context_recent_turns=2, context_related_turns=10, context_max_chars=10_000
+        context_recent_turns=2,
+        context_related_turns=10,
+        context_max_chars=10_000,
+        api_token=TOKEN,
     )
     async with open_qdrant(QdrantSettings(path=tmp_path / "q", collection="turns")) as qdrant:
         turns = TurnStore(qdrant, "turns")
@@ -102,7 +109,9 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 
         app = memory_app(MemoryBackends(turns, knowledge, SameDirection()), settings, ready)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://memory") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://memory", headers=bearer_header(TOKEN)
+        ) as client:
             yield Api(client, turns)
 
 
@@ -170,13 +179,96 @@ async def test_session_messages_in_order_and_only_for_their_owner(api: Api) -> N
     other = await api.client.get("/sessions/s-alice/messages", params={"user": "bob"})
     empty = await api.client.get("/sessions/nothing-yet/messages", params={"user": "bob"})
 
-    assert anyone.status_code == owner.status_code == 200
+    assert owner.status_code == 200
     messages = SessionMessages.model_validate_json(owner.content)
     assert [m.text for m in messages.messages] == ["Q1", "A1", "Q2", "A2"]
-    assert messages.session_id == "s-alice"
-    assert other.status_code == 404
-    assert other.json()["error"]["code"] == "session_not_found"
+    assert messages.session_id == "s-alice" and messages.next_cursor is None
+    # Without `user` the caller is anonymous: a signed-in user's session is not theirs.
+    for refused in (anyone, other):
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "session_not_found"
     assert empty.status_code == 200 and empty.json()["messages"] == []
+
+
+async def test_session_messages_come_in_pages_and_by_message(api: Api) -> None:
+    await api.store(*(turn(f"m{i}", text=f"Q{i}", minute=i) for i in range(5)))
+
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        params = {"user": "alice", "limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = SessionMessages.model_validate_json(
+            (await api.client.get("/sessions/s-alice/messages", params=params)).content
+        )
+        pages.append([m.text for m in page.messages])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    one = await api.client.get(
+        "/sessions/s-alice/messages", params={"user": "alice", "message_id": "m3"}
+    )
+    too_many = await api.client.get("/sessions/s-alice/messages", params={"limit": "501"})
+
+    assert pages == [["Q0", "Q1"], ["Q2", "Q3"], ["Q4"]]
+    assert [m["text"] for m in one.json()["messages"]] == ["Q3"]
+    assert too_many.status_code == 422
+
+
+async def test_a_claimed_session_gives_the_new_caller_none_of_its_turns(api: Api) -> None:
+    await api.store(
+        turn("a1", session_id="s-old", user="alice", text="My card ends in 4242.", minute=1),
+        turn("a1", "assistant", session_id="s-old", user="alice", text="Noted.", minute=2),
+        turn("m1", session_id="s-mallory", user="mallory", text="hi", minute=3),
+    )
+
+    taken = await api.context(session_id="s-old", query="my card", user="mallory")
+    anonymous = await api.context(session_id="s-old", query="my card")
+    owner = await api.client.get("/sessions/s-old/owner")
+    nobody = await api.client.get("/sessions/s-new/owner")
+
+    for context in (taken, anonymous):
+        texts = {t.text for t in (*context.recent, *context.related)}
+        assert "My card ends in 4242." not in texts and "Noted." not in texts
+    assert {t.text for t in taken.related} == {"hi"}
+    assert owner.json() == {"session_id": "s-old", "exists": True, "user": "alice"}
+    assert nobody.json() == {"session_id": "s-new", "exists": False, "user": None}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/context?session_id=s1&query=hi"),
+        ("GET", "/sessions/s-alice/messages?user=alice"),
+        ("GET", "/sessions/s-alice/owner"),
+        ("POST", "/embed"),
+    ],
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic abc"])
+async def test_every_data_route_needs_the_service_credential(
+    api: Api, method: str, path: str, authorization: str | None
+) -> None:
+    await api.store(turn("a1", text="My card ends in 4242."))
+    headers = {"Authorization": authorization} if authorization else {}
+    async with httpx.AsyncClient(transport=api.client._transport, base_url="http://memory") as bare:
+        response = await bare.request(method, path, headers=headers, json={"texts": ["hi"]})
+        health = await bare.get("/health")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "4242" not in response.text
+    assert health.status_code == 200
+
+
+async def test_the_api_beyond_loopback_needs_a_credential() -> None:
+    with pytest.raises(ValueError, match="MEMORY_API_TOKEN"):
+        async with MemoryService(MemorySettings(host="0.0.0.0"), embedder=SameDirection()):
+            pass
+    with pytest.raises(ValidationError, match="at least 32"):
+        MemorySettings(host="0.0.0.0", api_token=SecretStr("short"))
+    assert MemorySettings().host == "127.0.0.1"
+    MemorySettings().check_exposure()
+    MemorySettings(host="0.0.0.0", api_token=TOKEN).check_exposure()
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -75,6 +76,10 @@ def plan(
     store_port = env.setdefault("STORE_PORT", "8003")
     env.setdefault("STORE_API_URL", f"http://127.0.0.1:{store_port}")
     env.setdefault("ORDERS_API_URL", env["STORE_API_URL"])
+    # The memory API holds everyone's conversations: this machine only, and only for the
+    # services of this run, which share a credential made up for it (docs/security.md).
+    env.setdefault("MEMORY_HOST", "127.0.0.1")
+    env.setdefault("MEMORY_API_TOKEN", secrets.token_urlsafe(32))
     gateway_port = int(env.get("GATEWAY_PORT", "8000"))
     result = DevPlan(env=env, gateway_port=gateway_port)
 

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tidings.common.logging import get_logger
+from tidings.common.service_auth import bearer_header
 
 log = get_logger(__name__)
 _M = TypeVar("_M", bound=BaseModel)
@@ -32,6 +33,11 @@ class MemoryApiSettings(BaseSettings):
         description="MEMORY_URL; empty disables memory (answers and history without it).",
     )
     timeout_s: float = Field(default=2.0, gt=0, title="Memory API timeout (s)")
+    api_token: SecretStr | None = Field(
+        default=None,
+        title="Memory service credential",
+        description="MEMORY_API_TOKEN: sent as a bearer token on every memory API request.",
+    )
 
 
 class Turn(BaseModel):
@@ -102,12 +108,31 @@ class Embeddings(BaseModel):
 
 
 class SessionMessages(BaseModel):
-    """`GET /sessions/{session_id}/messages`: the session's turns in order."""
+    """`GET /sessions/{session_id}/messages`: a page of the session's turns in order."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     session_id: str
     messages: list[Turn] = Field(default_factory=list)
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last one."
+    )
+
+
+class SessionOwner(BaseModel):
+    """`GET /sessions/{session_id}/owner`: the durable owner of a session."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    session_id: str
+    exists: bool = Field(description="The session has stored turns.")
+    user: str | None = Field(
+        default=None, description="The user of its earliest question (null: anonymous)."
+    )
+
+
+class SessionNotFoundError(LookupError):
+    """The memory service has no such session for this caller (its 404)."""
 
 
 class MemoryClient:
@@ -121,6 +146,7 @@ class MemoryClient:
             base_url=settings.url or "http://memory.invalid",
             timeout=settings.timeout_s,
             transport=transport,
+            headers=bearer_header(settings.api_token),
         )
 
     async def aclose(self) -> None:
@@ -162,17 +188,33 @@ class MemoryClient:
             return None
 
     async def session_messages(
-        self, session_id: str, *, user: str | None = None
+        self,
+        session_id: str,
+        *,
+        user: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        message_id: str | None = None,
     ) -> SessionMessages | None:
-        """A session's turns in order, or None when memory is disabled or not answering."""
-        params = {"user": user} if user else {}
-        return await self._get(f"/sessions/{session_id}/messages", params, SessionMessages)
+        """A page of a session's turns in order, or None when memory is disabled or not
+        answering. Raises `SessionNotFoundError` when the session is not `user`'s."""
+        params = {"user": user, "cursor": cursor, "message_id": message_id}
+        if limit is not None:
+            params["limit"] = str(limit)
+        given = {name: value for name, value in params.items() if value}
+        return await self._get(f"/sessions/{session_id}/messages", given, SessionMessages)
+
+    async def session_owner(self, session_id: str) -> SessionOwner | None:
+        """The durable owner of a session, or None when memory is disabled or not answering."""
+        return await self._get(f"/sessions/{session_id}/owner", {}, SessionOwner)
 
     async def _get(self, path: str, params: dict[str, str], model: type[_M]) -> _M | None:
         if not self.enabled:
             return None
         try:
             response = await self._client.get(path, params=params)
+            if response.status_code == 404 and path.startswith("/sessions/"):
+                raise SessionNotFoundError(path)
             response.raise_for_status()
             return model.model_validate_json(response.content)
         except (httpx.HTTPError, ValidationError) as exc:

@@ -15,6 +15,7 @@ client is told to `reset` (when it shows text) and gets the answer whole with it
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ TOKEN = "token"  # noqa: S105 - an SSE event name, not a credential
 DONE = "done"
 ERROR = "error"
 RESET = "reset"
+MAX_ANSWERS = 64
+"""Answers whose state one stream keeps (a session-wide stream forgets older ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,9 @@ class AnswerStream:
 
     def __init__(self, message_id: str | None = None) -> None:
         self._message_id = message_id
-        self._answers: dict[str, _Answer] = {}
+        # A stream that follows the whole session keeps the state of its latest answers
+        # only (the oldest is forgotten first), however long it stays open.
+        self._answers: OrderedDict[str, _Answer] = OrderedDict()
 
     @property
     def finished(self) -> bool:
@@ -94,7 +99,11 @@ class AnswerStream:
         event = item.event
         if self._message_id is not None and event.message_id != self._message_id:
             return []
-        answer = self._answers.setdefault(event.message_id, _Answer())
+        answer = self._answers.get(event.message_id)
+        if answer is None:
+            answer = self._answers[event.message_id] = _Answer()
+            while len(self._answers) > MAX_ANSWERS:
+                self._answers.popitem(last=False)
         if answer.finished:
             return []
         if isinstance(event, ResponseStart):

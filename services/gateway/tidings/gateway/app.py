@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from tidings.common.memory_api import MemoryClient
 from tidings.gateway.api import chat, health, openai, sessions, stream
 from tidings.gateway.auth import Authenticator
+from tidings.gateway.capacity import LoadShedder, budget_of
 from tidings.gateway.deps import GatewayContext
 from tidings.gateway.errors import install_error_handlers
 from tidings.gateway.hub import FanoutHub
@@ -45,6 +46,7 @@ def create_app(
         version="0.2.0",
         **_telemetry_option(settings.otel_telemetry),
     )
+    bounds = budget_of(settings)
     app.state.gateway = GatewayContext(
         settings=settings,
         publisher=publisher,
@@ -53,7 +55,9 @@ def create_app(
         authenticator=Authenticator(settings),
         owners=owners if owners is not None else OwnershipMap(settings.ownership_max_sessions),
         limiter=RateLimiter(settings.rate_per_s, settings.rate_burst),
-        streams=StreamCap(settings.max_streams_per_subject),
+        streams=StreamCap(settings.max_streams_per_subject, bounds.max_open_streams),
+        request_limiter=RateLimiter(settings.request_rate_per_s, settings.request_burst),
+        shedder=LoadShedder(bounds.shed_at_bytes),
         memory=memory,
         broker_down_for=broker_down_for,
     )
@@ -67,7 +71,7 @@ def create_app(
     app.include_router(widget_router)
     # The last added is outermost: every answer, errors included, gets the security headers
     # and is counted (EdgeMiddleware), and CORS is decided before anything else.
-    app.add_middleware(EdgeMiddleware)
+    app.add_middleware(EdgeMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

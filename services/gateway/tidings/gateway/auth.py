@@ -19,6 +19,7 @@ from typing import Any
 import jwt
 from fastapi import Request
 
+from tidings.common.memory_api import MemoryClient
 from tidings.gateway.errors import ApiError
 from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.settings import GatewaySettings
@@ -115,17 +116,52 @@ def _is_asymmetric(token: str) -> bool:
     return header.get("alg") in _ASYMMETRIC
 
 
-async def check_session_access(
-    caller: Caller, session_id: str, owners: OwnershipMap, *, wait_s: float
-) -> None:
-    """404 unless `caller` owns `session_id` (always allowed when anonymous).
+NOBODY = ""
+"""`session_owner`: the session exists but was started anonymously, so no subject owns it."""
 
-    A session this replica has not heard of yet may have just been created through another
-    replica, so the check waits briefly for the `user_messages` reader; still unknown means
-    no.
+
+async def session_owner(
+    session_id: str, owners: OwnershipMap, memory: MemoryClient | None, *, wait_s: float
+) -> str | None:
+    """The subject owning `session_id`: from this replica's map, else durably from the
+    memory service (which keeps the owner with the turns), else - for a session that may
+    have just been created through another replica - from the `user_messages` reader
+    within `wait_s`. None: nobody owns it yet; `NOBODY`: an anonymous session.
+
+    When the memory service cannot say, the answer is 503: a dormant session must not be
+    taken over because its owner could not be looked up.
     """
+    owner = owners.owner(session_id)
+    if owner is not None:
+        return owner
+    if memory is not None:
+        durable = await memory.session_owner(session_id)
+        if durable is None:
+            raise ApiError(
+                503,
+                "ownership_unavailable",
+                "The session's owner cannot be checked right now; try again.",
+                headers={"Retry-After": "2"},
+            )
+        if durable.exists:
+            if durable.user is None:
+                return NOBODY
+            owners.record(session_id, durable.user)
+            return durable.user
+    return await owners.wait_for_owner(session_id, wait_s)
+
+
+async def check_session_access(
+    caller: Caller,
+    session_id: str,
+    owners: OwnershipMap,
+    *,
+    wait_s: float,
+    memory: MemoryClient | None = None,
+) -> None:
+    """404 unless `caller` owns `session_id` (always allowed when anonymous)."""
     if caller.subject is None:
         return
-    owner = await owners.wait_for_owner(session_id, wait_s)
+    owner = await session_owner(session_id, owners, memory, wait_s=wait_s)
     if owner != caller.subject:
         raise session_not_found()

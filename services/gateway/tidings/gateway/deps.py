@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tidings.common.memory_api import MemoryClient
 from tidings.gateway.auth import Authenticator, Caller
+from tidings.gateway.capacity import LoadShedder
 from tidings.gateway.hub import FanoutHub
 from tidings.gateway.limits import RateLimiter, StreamCap
 from tidings.gateway.owners import OwnershipMap
@@ -35,6 +36,9 @@ class GatewayContext:
     owners: OwnershipMap
     limiter: RateLimiter
     streams: StreamCap
+    request_limiter: RateLimiter
+    """Stream opens, history pages and cancels (a bucket of their own)."""
+    shedder: LoadShedder
     memory: MemoryClient | None
     broker_down_for: Callable[[], float]
 

@@ -61,6 +61,7 @@ class Subscription:
         snapshot: list[StreamEvent],
         max_pending: int,
         marks: dict[int, Mark] | None = None,
+        max_pending_bytes: int = 1 << 60,
     ) -> None:
         self.session_id = session_id
         self.snapshot = snapshot
@@ -68,6 +69,8 @@ class Subscription:
         self.overflowed = False
         self._hub = hub
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0
         self._pending: deque[StreamEvent] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -84,12 +87,16 @@ class Subscription:
         """Queue a live event; a client too far behind is cut off rather than buffered forever."""
         if self._closed:
             return
-        if len(self._pending) >= self._max_pending:
+        if (
+            len(self._pending) >= self._max_pending
+            or self._pending_bytes + item.size > self._max_pending_bytes
+        ):
             self.overflowed = True
-            log.warning("stream fell behind, closing it", session_id=self.session_id)
+            log.warning("stream fell behind, closing it")
             self.close()
             return
         self._pending.append(item)
+        self._pending_bytes += item.size
         self._wakeup.set()
 
     async def next_batch(self) -> list[StreamEvent]:
@@ -99,6 +106,7 @@ class Subscription:
             await self._wakeup.wait()
         batch = list(self._pending)
         self._pending.clear()
+        self._pending_bytes = 0
         return batch
 
     def close(self) -> None:
@@ -118,10 +126,12 @@ class FanoutHub:
         buffer: ReplayBuffer,
         *,
         max_pending: int,
+        max_pending_bytes: int = 1 << 60,
         on_activity: Callable[[], None] = lambda: None,
     ) -> None:
         self._buffer = buffer
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
         # Called when a stream opens and when an event reaches one: a client waits for
         # answers here, so the fan-out fetches with the busy wait (tidings.common.pacing).
         self._on_activity = on_activity
@@ -171,7 +181,12 @@ class FanoutHub:
     def subscribe(self, session_id: str) -> Subscription:
         """Snapshot and register atomically (no await); a closed hub gives a closed one."""
         subscription = Subscription(
-            self, session_id, self.snapshot(session_id), self._max_pending, self._marks
+            self,
+            session_id,
+            self.snapshot(session_id),
+            self._max_pending,
+            self._marks,
+            self._max_pending_bytes,
         )
         if self._closed:
             subscription.close()

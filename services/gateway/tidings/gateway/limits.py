@@ -54,27 +54,43 @@ def retry_after(wait_s: float) -> str:
 
 
 class StreamCap:
-    """Counts open streams per key; `acquire` refuses beyond `limit`."""
+    """Counts open streams per key and in all; `acquire` refuses beyond `limit` per key, and
+    `full` says the process holds `total` (a cap no key can share or spoof its way past)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, total: int | None = None) -> None:
         self._limit = limit
+        self._total = total
         self._open: dict[str, int] = {}
+        self._count = 0
+
+    @property
+    def full(self) -> bool:
+        """True when the process-wide cap is reached."""
+        return self._total is not None and self._count >= self._total
+
+    @property
+    def total_open(self) -> int:
+        return self._count
 
     def acquire(self, key: str) -> bool:
-        """Reserve one stream for `key`; False when it already holds `limit`."""
+        """Reserve one stream for `key`; False when it already holds `limit` or all are taken."""
         count = self._open.get(key, 0)
-        if count >= self._limit:
+        if count >= self._limit or self.full:
             return False
         self._open[key] = count + 1
+        self._count += 1
         return True
 
     def release(self, key: str) -> None:
         """Give one stream back."""
-        count = self._open.get(key, 0) - 1
-        if count <= 0:
+        held = self._open.get(key, 0)
+        if held <= 0:
+            return
+        self._count -= 1
+        if held == 1:
             self._open.pop(key, None)
         else:
-            self._open[key] = count
+            self._open[key] = held - 1
 
     def open_streams(self, key: str) -> int:
         return self._open.get(key, 0)

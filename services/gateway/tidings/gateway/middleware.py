@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from sse_starlette.sse import SendTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.common.logging import get_logger
 from tidings.gateway.errors import error_response
-from tidings.gateway.metrics import HTTP_REQUESTS
+from tidings.gateway.metrics import HTTP_REQUESTS, STREAMS_DROPPED
 
 log = get_logger(__name__)
 
@@ -34,8 +35,9 @@ DOCS_CSP = (
 _DOCS_PATHS = {"/docs", "/redoc"}
 
 
-def with_security_headers(message: Message, *, docs: bool) -> Message:
-    """The `http.response.start` message with CSP and the hardening headers (unless set)."""
+def with_security_headers(message: Message, *, docs: bool, hsts: bytes | None = None) -> Message:
+    """The `http.response.start` message with CSP and the hardening headers (unless set), and
+    `Strict-Transport-Security` when `hsts` is given (the request came over HTTPS)."""
     headers = list(message.get("headers", []))
     present = {name.lower() for name, _ in headers}
     for name, value in SECURITY_HEADERS:
@@ -43,6 +45,8 @@ def with_security_headers(message: Message, *, docs: bool) -> Message:
             if docs and name == b"content-security-policy":
                 value = DOCS_CSP
             headers.append((name, value))
+    if hsts is not None and b"strict-transport-security" not in present:
+        headers.append((b"strict-transport-security", hsts))
     return {**message, "headers": headers}
 
 
@@ -62,14 +66,21 @@ class EdgeMiddleware:
       `internal_error` JSON answer (counted as a 500), never a stack trace.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts_max_age_s: int = 0) -> None:
         self.app = app
+        # Browsers ignore HSTS over plain HTTP, and sending it there would be wrong anyway:
+        # only answers to HTTPS requests (uvicorn takes the scheme from a trusted proxy's
+        # X-Forwarded-Proto) carry it.
+        self._hsts = (
+            f"max-age={hsts_max_age_s}; includeSubDomains".encode() if hsts_max_age_s else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         docs = scope.get("path") in _DOCS_PATHS
+        hsts = self._hsts if scope.get("scheme") == "https" else None
         status = 500
         started = False
 
@@ -78,11 +89,15 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
-                message = with_security_headers(message, docs=docs)
+                message = with_security_headers(message, docs=docs, hsts=hsts)
             await send(message)
 
         try:
             await self.app(scope, receive, edge_send)
+        except SendTimeoutError:
+            # A client that stopped reading: its stream is closed, nothing is wrong here.
+            STREAMS_DROPPED.inc()
+            log.info("stream closed: the client stopped reading", path=scope.get("path"))
         except Exception:
             log.exception("unhandled error", path=scope.get("path"), method=scope.get("method"))
             if started:

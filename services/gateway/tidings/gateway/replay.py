@@ -1,7 +1,7 @@
 """The per-session replay buffer: recent answer events for clients that connect late.
 
-Bounded four ways so a busy replica cannot run out of memory: events and bytes per session,
-number of sessions (the least recently active session goes first) and age.
+Bounded five ways so a busy replica cannot run out of memory: events and bytes per session,
+bytes and number of sessions in all (the least recently active session goes first) and age.
 """
 
 from __future__ import annotations
@@ -92,12 +92,15 @@ class ReplayBuffer:
         max_sessions: int,
         max_age_s: float,
         max_bytes_per_session: int = 1 << 60,
+        max_total_bytes: int = 1 << 60,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_events = max_events_per_session
         self._max_sessions = max_sessions
         self._max_age_s = max_age_s
         self._max_bytes = max_bytes_per_session
+        self._max_total_bytes = max_total_bytes
+        self._total_bytes = 0
         self._clock = clock
         # Ordered by last append, oldest first: eviction by count and by age both start at
         # the front.
@@ -106,6 +109,20 @@ class ReplayBuffer:
     def __len__(self) -> int:
         """Number of sessions held."""
         return len(self._sessions)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of every session's events together."""
+        return self._total_bytes
+
+    def _drop_oldest_session(self) -> None:
+        _, dropped = self._sessions.popitem(last=False)
+        self._total_bytes -= dropped.bytes
+
+    def _trim(self, session: _Session) -> None:
+        size = session.bytes
+        session.popleft()
+        self._total_bytes -= size - session.bytes
 
     def append(self, item: StreamEvent) -> None:
         """Keep `item` for its session, evicting whatever falls outside the bounds."""
@@ -116,13 +133,16 @@ class ReplayBuffer:
             self._sessions.move_to_end(item.session_id)
         session.events.append(item)
         session.bytes += item.size
+        self._total_bytes += item.size
         # The newest event always stays, even if it alone is over the byte bound.
         while len(session.events) > 1 and (
             len(session.events) > self._max_events or session.bytes > self._max_bytes
         ):
-            session.popleft()
-        while len(self._sessions) > self._max_sessions:
-            self._sessions.popitem(last=False)
+            self._trim(session)
+        while len(self._sessions) > self._max_sessions or (
+            self._total_bytes > self._max_total_bytes and len(self._sessions) > 1
+        ):
+            self._drop_oldest_session()
         self._expire(item.session_id)
 
     def snapshot(self, session_id: str) -> list[StreamEvent]:
@@ -140,7 +160,7 @@ class ReplayBuffer:
             oldest = next(iter(self._sessions.values()))
             if oldest.events[-1].received_at >= cutoff:
                 break
-            self._sessions.popitem(last=False)
+            self._drop_oldest_session()
         session = self._sessions.get(session_id)
         while session is not None and session.events and session.events[0].received_at < cutoff:
-            session.popleft()
+            self._trim(session)

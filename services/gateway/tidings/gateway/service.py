@@ -13,6 +13,7 @@ from tidings.common.memory_api import MemoryClient
 from tidings.common.pacing import FetchPacer
 from tidings.common.runtime import HttpServer
 from tidings.gateway.app import create_app
+from tidings.gateway.capacity import budget_of
 from tidings.gateway.fanout import ResponseFanout
 from tidings.gateway.hub import FanoutHub
 from tidings.gateway.owners import OwnershipMap
@@ -140,8 +141,14 @@ def _new_hub(
         max_sessions=settings.replay_max_sessions,
         max_age_s=settings.replay_max_age_s,
         max_bytes_per_session=settings.replay_max_bytes,
+        max_total_bytes=budget_of(settings).replay_max_total_bytes,
     )
-    return FanoutHub(buffer, max_pending=settings.stream_queue_size, on_activity=on_activity)
+    return FanoutHub(
+        buffer,
+        max_pending=settings.stream_queue_size,
+        max_pending_bytes=settings.stream_queue_bytes,
+        on_activity=on_activity,
+    )
 
 
 async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:

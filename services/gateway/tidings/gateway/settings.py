@@ -180,6 +180,64 @@ class GatewaySettings(BaseSettings):
         title="Open streams per subject",
         description="Concurrent SSE streams one subject (or anonymous IP) may hold.",
     )
+    request_rate_per_s: float = Field(
+        default=5.0,
+        gt=0,
+        title="Other requests per second per subject",
+        description="Token bucket refill rate for stream opens, history pages and cancels.",
+    )
+    request_burst: int = Field(
+        default=30, ge=1, title="Other request burst per subject", description="Bucket size."
+    )
+    memory_limit_bytes: int | None = Field(
+        default=None,
+        ge=16 * 1024 * 1024,
+        title="Memory limit (bytes)",
+        description="What the process-wide bounds are shares of; unset: the container's "
+        "memory limit (cgroup), else the machine's RAM.",
+    )
+    max_open_streams: int | None = Field(
+        default=None,
+        ge=1,
+        title="Open streams per process",
+        description="SSE streams this replica holds at once, whoever opens them; more get "
+        "503 `overloaded` with Retry-After. Unset: half the memory limit / 96 KiB.",
+    )
+    replay_max_total_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        title="Replay bytes per process",
+        description="All sessions' buffered answer events together (least recently active "
+        "sessions dropped first). Unset: an eighth of the memory limit.",
+    )
+    shed_at_fraction: float = Field(
+        default=0.85,
+        gt=0,
+        le=1,
+        title="Load shedding point",
+        description="Resident memory, as a share of the memory limit, from which new "
+        "streams and messages get 503 `overloaded` with Retry-After.",
+    )
+    stream_queue_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        title="Stream backlog per client (bytes)",
+        description="Event bytes waiting for one SSE client; beyond, it is disconnected.",
+    )
+    sse_send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        title="SSE send timeout (s)",
+        description="A client that takes longer than this to accept one event (or heartbeat) "
+        "is disconnected, so a stalled reader cannot hold the stream's memory.",
+    )
+    hsts_max_age_s: int = Field(
+        default=31_536_000,
+        ge=0,
+        title="HSTS max-age (s)",
+        description="`Strict-Transport-Security` sent on answers to HTTPS requests (directly "
+        "or through a trusted proxy's X-Forwarded-Proto); 0 sends none.",
+    )
     max_body_bytes: int = Field(
         default=256 * 1024,
         ge=1024,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sse_starlette import ServerSentEvent
 
 from tidings.common.logging import get_logger
-from tidings.common.memory_api import MemoryClient
+from tidings.common.memory_api import MemoryClient, SessionNotFoundError
 from tidings.gateway.answer import (
     DONE,
     AnswerStream,
@@ -80,7 +80,10 @@ async def finished_answer(
     """The message's answer from history (the memory service), if it has one."""
     if memory is None:
         return None
-    history = await memory.session_messages(session_id, user=user)
+    try:
+        history = await memory.session_messages(session_id, user=user, message_id=message_id)
+    except SessionNotFoundError:
+        return None
     if history is None:
         return None
     for turn in history.messages:

@@ -5,28 +5,37 @@
   user's: the filter runs inside Qdrant), and knowledge chunks, within a character budget;
   `evidence=true` scores every sentence of those chunks, `vector=true` adds the query vector.
 - `POST /embed`: `{"texts": [...]}` -> the model's unit vectors (the responder's FAQ routing).
-- `GET /sessions/{session_id}/messages?user=`: the session's turns in order; with `user`,
-  only when the session is that user's (404 otherwise, as for a session that is not theirs).
-- `GET /health`, `/ready`, `/metrics`.
+- `GET /sessions/{session_id}/messages?user=&limit=&cursor=&message_id=`: a page of the
+  session's turns in order, only when the session is the caller's (`user`, or anonymous
+  without it); 404 otherwise, as for a session that does not exist.
+- `GET /sessions/{session_id}/owner`: whether the session has stored turns, and whose.
+- `GET /health`, `/ready`, `/metrics` (on MEMORY_METRICS_PORT instead when that is set).
 
-Bad parameters get a 422 `{"error": {"code", "message"}}`; a Qdrant failure a 503.
+A session belongs to the user of its earliest stored question (None: anonymous), so
+ownership is as durable as the turns. `/context` for a session that is not the caller's
+gives no turns of it.
+
+With MEMORY_API_TOKEN every data route needs `Authorization: Bearer <token>` (401
+otherwise). Bad parameters get a 422 `{"error": {"code", "message"}}`; a Qdrant failure a 503.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from tidings.common.logging import get_logger
-from tidings.common.memory_api import Context, Embeddings, SessionMessages
+from tidings.common.memory_api import Context, Embeddings, SessionMessages, SessionOwner
 from tidings.common.ops import ReadyCheck, ops_app
+from tidings.common.service_auth import bearer_matches
 from tidings.memory import metrics
 from tidings.memory.context import api_turn, within_budget
 from tidings.memory.embedder import TextEmbedder, embed_async
@@ -48,11 +57,14 @@ User = Annotated[
 class ApiError(Exception):
     """An error with a stable code, answered as `{"error": {"code", "message"}}`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 class EmbedRequest(BaseModel):
@@ -72,13 +84,21 @@ class MemoryBackends:
     embedder: TextEmbedder
 
 
-def memory_app(backends: MemoryBackends, settings: MemorySettings, ready: ReadyCheck) -> FastAPI:
-    """The memory service's HTTP app."""
+def memory_app(
+    backends: MemoryBackends,
+    settings: MemorySettings,
+    ready: ReadyCheck,
+    *,
+    with_metrics: bool = True,
+) -> FastAPI:
+    """The memory service's HTTP app (`/metrics` too unless `with_metrics` is False)."""
     app = FastAPI(title="Tidings memory", version="1", docs_url=None, redoc_url=None)
+    # Every data route sits behind the service credential; the probes do not.
+    data = APIRouter(dependencies=[Depends(_credential_check(settings))], responses=_DATA_ERRORS)
 
     vectors = VectorCache()
 
-    @app.post("/embed", response_model=Embeddings)
+    @data.post("/embed", response_model=Embeddings)
     async def embed(body: EmbedRequest) -> Embeddings:
         """Unit-length vectors of `texts` (the responder routes FAQ questions with them)."""
         try:
@@ -87,7 +107,7 @@ def memory_app(backends: MemoryBackends, settings: MemorySettings, ready: ReadyC
             raise _unavailable(exc) from exc
         return Embeddings(model=backends.embedder.name, vectors=found)
 
-    @app.get("/context", response_model=Context)
+    @data.get("/context", response_model=Context)
     async def context(
         session_id: Annotated[str, Query(min_length=1, max_length=200)],
         query: Annotated[str, Query(min_length=1, max_length=10_000)],
@@ -101,10 +121,13 @@ def memory_app(backends: MemoryBackends, settings: MemorySettings, ready: ReadyC
         started = time.perf_counter()
         try:
             [vector_] = await embed_async(backends.embedder, [query])
-            recent = await backends.turns.recent(session_id, settings.context_recent_turns)
+            owned = (await backends.turns.owner(session_id)).allows(user)
+            recent: list[Turn] = []
+            if owned:
+                recent = await backends.turns.recent(session_id, settings.context_recent_turns)
             related = await backends.turns.related(
                 vector_,
-                session_id=session_id,
+                session_id=session_id if owned else None,
                 user=user or None,
                 exclude=[t.point_id for t in recent],
                 limit=settings.context_related_turns,
@@ -127,30 +150,77 @@ def memory_app(backends: MemoryBackends, settings: MemorySettings, ready: ReadyC
         metrics.CONTEXT_SECONDS.observe(time.perf_counter() - started)
         return result
 
-    @app.get("/sessions/{session_id}/messages", response_model=SessionMessages)
-    async def session_messages(session_id: SessionId, user: User = None) -> SessionMessages:
-        """The turns of a session, oldest first."""
+    @data.get("/sessions/{session_id}/messages", response_model=SessionMessages)
+    async def session_messages(
+        session_id: SessionId,
+        user: User = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Turns per page.")] = PAGE,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=40, pattern=r"^[0-9]+(\.[0-9]+)?$", description="`next_cursor`."),
+        ] = None,
+        message_id: Annotated[
+            str | None, Query(min_length=1, max_length=200, description="Only this message.")
+        ] = None,
+    ) -> SessionMessages:
+        """A page of the session's turns, oldest first; `next_cursor` asks for the next one."""
         try:
-            turns = await backends.turns.session_turns(session_id)
+            owner = await backends.turns.owner(session_id)
+            if not owner.allows(user):
+                raise ApiError(404, "session_not_found", "No such session for this caller.")
+            turns, after = await backends.turns.page(
+                session_id,
+                limit=limit,
+                after=float(cursor) if cursor else None,
+                message_id=message_id,
+            )
+        except ApiError:
+            raise
         except Exception as exc:
             raise _unavailable(exc) from exc
-        if user and not belongs_to(turns, user):
-            raise ApiError(404, "session_not_found", f"no session {session_id!r} for this user")
-        return SessionMessages(session_id=session_id, messages=[api_turn(t) for t in turns])
+        return SessionMessages(
+            session_id=session_id,
+            messages=[api_turn(t) for t in turns],
+            next_cursor=None if after is None else repr(after),
+        )
 
+    @data.get("/sessions/{session_id}/owner", response_model=SessionOwner)
+    async def session_owner(session_id: SessionId) -> SessionOwner:
+        """Whether the session has stored turns and which user owns it (null: anonymous)."""
+        try:
+            owner = await backends.turns.owner(session_id)
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+        return SessionOwner(session_id=session_id, exists=owner.exists, user=owner.user)
+
+    app.include_router(data)
     _install_error_handlers(app)
-    app.router.routes.extend(ops_app("memory", ready).routes)
+    ops = ops_app("memory", ready).routes
+    app.router.routes.extend(r for r in ops if with_metrics or getattr(r, "path", "") != "/metrics")
     return app
 
 
-def belongs_to(turns: list[Turn], user: str) -> bool:
-    """A session is a user's when every question in it that names a user names them.
+PAGE = 100
+MAX_PAGE = 500
+_DATA_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "MEMORY_API_TOKEN is set and the request does not carry it."}
+}
 
-    A session without turns yet belongs to nobody in particular (it may be about to
-    start); one with anonymous questions only belongs to no signed-in user.
-    """
-    askers = {t.user for t in turns if t.role == "user"}
-    return not turns or askers == {user}
+
+def _credential_check(settings: MemorySettings) -> Callable[[Request], Awaitable[None]]:
+    """The dependency every data route has: 401 unless the request carries the token."""
+    token = settings.api_token
+
+    async def check(request: Request) -> None:
+        if token is not None and not bearer_matches(request.headers.get("authorization"), token):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "This service needs its credential (MEMORY_API_TOKEN) as a bearer token.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
 
 
 def _unavailable(exc: Exception) -> ApiError:
@@ -161,7 +231,7 @@ def _unavailable(exc: Exception) -> ApiError:
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.headers)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -181,5 +251,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.logging import get_logger
+from tidings.common.ops import ops_app
 from tidings.common.runtime import HttpServer
 from tidings.memory.api import MemoryBackends, memory_app
 from tidings.memory.collection import ModelStamp
@@ -47,6 +48,7 @@ class MemoryService:
         self._worker: MemoryWorker | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: HttpServer | None = None
+        self._metrics_http: HttpServer | None = None
 
     async def __aenter__(self) -> MemoryService:
         try:
@@ -71,6 +73,7 @@ class MemoryService:
 
     async def _start(self) -> None:
         settings = self.settings
+        settings.check_exposure()
         await ensure_topics(settings.kafka)
         if self._embedder is None:
             self._embedder = await asyncio.to_thread(
@@ -106,6 +109,16 @@ class MemoryService:
         self._http = HttpServer(self.app(), settings.host, settings.port, name="memory")
         await self._http.start()
         self._stack.push_async_callback(self._http.stop)
+        if settings.metrics_port is not None:
+            # Monitoring reaches this port only; the data routes are not on it.
+            self._metrics_http = HttpServer(
+                ops_app("memory", self._ready_checks),
+                settings.metrics_host or settings.host,
+                settings.metrics_port,
+                name="memory-metrics",
+            )
+            await self._metrics_http.start()
+            self._stack.push_async_callback(self._metrics_http.stop)
         log.info(
             "memory ready",
             topics=self._worker.topics,
@@ -119,7 +132,12 @@ class MemoryService:
         assert self._store is not None and self._knowledge is not None
         assert self._embedder is not None
         backends = MemoryBackends(self._store, self._knowledge, self._embedder)
-        return memory_app(backends, self.settings, self._ready_checks)
+        return memory_app(
+            backends,
+            self.settings,
+            self._ready_checks,
+            with_metrics=self.settings.metrics_port is None,
+        )
 
     async def _load_sample(self, knowledge: KnowledgeStore, embedder: TextEmbedder) -> None:
         """Ingest the bundled bookstore pages (first start of `make run`)."""
@@ -160,6 +178,13 @@ class MemoryService:
         if self._http is None:
             raise RuntimeError("MemoryService is not started")
         return self._http.port
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound metrics port (MEMORY_METRICS_PORT)."""
+        if self._metrics_http is None:
+            raise RuntimeError("MemoryService serves no separate metrics port")
+        return self._metrics_http.port
 
     @property
     def store(self) -> TurnStore:

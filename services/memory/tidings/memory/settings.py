@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tidings.common.service_auth import is_loopback
 from tidings.common.settings import KafkaSettings, LogSettings, QdrantSettings
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -15,13 +16,38 @@ class MemorySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MEMORY_", extra="ignore")
 
-    host: str = Field(default="0.0.0.0", title="HTTP host", description="Interface to bind.")
+    host: str = Field(
+        default="127.0.0.1",
+        title="HTTP host",
+        description="Interface to bind; anything but loopback needs MEMORY_API_TOKEN.",
+    )
     port: int = Field(
         default=8001,
         ge=0,
         le=65535,
         title="HTTP port",
-        description="Port of the memory API, /health, /ready and /metrics (0 picks a free one).",
+        description="Port of the memory API, /health and /ready (0 picks a free one); also "
+        "/metrics unless MEMORY_METRICS_PORT is set.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        title="Service credential",
+        description="MEMORY_API_TOKEN: the shared secret every data route requires as "
+        "`Authorization: Bearer <token>` (the responder and the gateway send it). At least "
+        "32 characters. Unset, the API serves loopback only.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        title="Metrics port",
+        description="Serve /metrics (and the probes) on this port instead of the API port, "
+        "so monitoring can scrape without reaching the data routes (0 picks a free one).",
+    )
+    metrics_host: str | None = Field(
+        default=None,
+        title="Metrics host",
+        description="Interface of the metrics port; MEMORY_HOST when unset.",
     )
     group_id: str = Field(
         default="memory",
@@ -142,3 +168,18 @@ class MemorySettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, title="Kafka")
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings, title="Qdrant")
     log: LogSettings = Field(default_factory=LogSettings, title="Logging")
+
+    @model_validator(mode="after")
+    def _token_long_enough(self) -> MemorySettings:
+        if self.api_token is not None and len(self.api_token.get_secret_value()) < 32:
+            raise ValueError("MEMORY_API_TOKEN must be at least 32 characters")
+        return self
+
+    def check_exposure(self) -> None:
+        """Refuse to serve the data routes beyond loopback without a credential (at start:
+        the credential comes from a Secret the configuration is checked without)."""
+        if self.api_token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"MEMORY_HOST={self.host} serves the memory API beyond this machine: set "
+                "MEMORY_API_TOKEN (the same value for the memory, responder and gateway)"
+            )

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -173,6 +174,86 @@ class TurnStore:
                 break
         return sorted(turns, key=Turn.sort_key)
 
+    async def owner(self, session_id: str) -> SessionOwnership:
+        """Who owns a session, durably: the user of its earliest stored question.
+
+        First writer wins, as at the gateway; a session without stored turns belongs to
+        nobody yet. Ownership lives with the turns, so it outlasts the topic's retention and
+        every gateway replica's cache.
+        """
+        asked = models.Filter(
+            must=[
+                *_session_conditions(session_id),
+                models.FieldCondition(key="role", match=models.MatchValue(value="user")),
+            ]
+        )
+        points, _ = await self._run(
+            self._client.scroll,
+            self.collection,
+            scroll_filter=asked,
+            limit=1,
+            order_by=models.OrderBy(key="ts_epoch", direction=models.Direction.ASC),
+            with_payload=["user"],
+            with_vectors=False,
+        )
+        if not points:
+            # Only answers stored so far (their question is still on its way): they carry
+            # the asker once it is linked.
+            points, _ = await self._run(
+                self._client.scroll,
+                self.collection,
+                scroll_filter=_session_filter(session_id),
+                limit=1,
+                with_payload=["user"],
+                with_vectors=False,
+            )
+        if not points:
+            return SessionOwnership(exists=False, user=None)
+        user = (points[0].payload or {}).get("user")
+        return SessionOwnership(exists=True, user=str(user) if user else None)
+
+    async def page(
+        self,
+        session_id: str,
+        *,
+        limit: int,
+        after: float | None = None,
+        message_id: str | None = None,
+    ) -> tuple[list[Turn], float | None]:
+        """At most `limit` turns of a session after time `after`, oldest first, and the cursor
+        of the next page (None: no more). With `message_id`, that message's turns only.
+
+        The page never splits turns stored at the same instant, so a cursor (a time) loses
+        nothing.
+        """
+        conditions = _session_conditions(session_id)
+        if message_id is not None:
+            conditions.append(
+                models.FieldCondition(key="message_id", match=models.MatchValue(value=message_id))
+            )
+        if after is not None:
+            conditions.append(models.FieldCondition(key="ts_epoch", range=models.Range(gt=after)))
+        points, _ = await self._run(
+            self._client.scroll,
+            self.collection,
+            scroll_filter=models.Filter(must=conditions),
+            limit=limit + 1,
+            order_by=models.OrderBy(key="ts_epoch", direction=models.Direction.ASC),
+            with_payload=True,
+            with_vectors=False,
+        )
+        turns = sorted(
+            (Turn.from_payload(dict(p.payload or {})) for p in points), key=Turn.sort_key
+        )
+        if len(turns) <= limit:
+            return turns, None
+        page = turns[:limit]
+        last = page[-1].ts.timestamp()
+        if turns[limit].ts.timestamp() == last:
+            whole = [t for t in page if t.ts.timestamp() != last]
+            page = whole or page
+        return page, page[-1].ts.timestamp()
+
     async def recent(self, session_id: str, limit: int) -> list[Turn]:
         """The latest `limit` turns of a session, oldest first."""
         if limit <= 0:
@@ -192,7 +273,7 @@ class TurnStore:
         self,
         vector: Sequence[float],
         *,
-        session_id: str,
+        session_id: str | None,
         user: str | None,
         exclude: Sequence[str],
         limit: int,
@@ -203,15 +284,16 @@ class TurnStore:
         The filter is applied inside Qdrant, so another user's turns are never even read:
         a turn qualifies by its session id, or by its user field equal to `user`. Anonymous
         callers (no user) get their own session only. `exclude` holds point ids already
-        in the context (the recent turns).
+        in the context (the recent turns). `session_id` None: the session is not the
+        caller's, so only the user's own turns qualify.
         """
-        if limit <= 0:
-            return []
-        scope: list[models.Condition] = [
-            models.FieldCondition(key="session_id", match=models.MatchValue(value=session_id))
-        ]
+        scope: list[models.Condition] = []
+        if session_id is not None:
+            scope.extend(_session_conditions(session_id))
         if user:
             scope.append(models.FieldCondition(key="user", match=models.MatchValue(value=user)))
+        if limit <= 0 or not scope:
+            return []
         query_filter = models.Filter(
             should=scope,
             must_not=[models.HasIdCondition(has_id=list(exclude))] if exclude else None,
@@ -299,10 +381,24 @@ def _check_not_locked(path: Path, where: str) -> None:
         portalocker.unlock(lock_file)
 
 
+def _session_conditions(session_id: str) -> list[models.Condition]:
+    return [models.FieldCondition(key="session_id", match=models.MatchValue(value=session_id))]
+
+
 def _session_filter(session_id: str) -> models.Filter:
-    return models.Filter(
-        must=[models.FieldCondition(key="session_id", match=models.MatchValue(value=session_id))]
-    )
+    return models.Filter(must=_session_conditions(session_id))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOwnership:
+    """Whether a session has stored turns, and the user who owns it (None: anonymous)."""
+
+    exists: bool
+    user: str | None
+
+    def allows(self, user: str | None) -> bool:
+        """True when `user` (None: an anonymous caller) may read or continue the session."""
+        return not self.exists or self.user == (user or None)
 
 
 class QdrantLockedError(RuntimeError):

@@ -13,8 +13,8 @@ from sse_starlette import EventSourceResponse
 from tidings.common.events import CancelRequest, UserMessage, new_id
 from tidings.common.logging import get_logger
 from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent, trace_id_of
-from tidings.gateway.api.stream import reserve_stream, sse_response
-from tidings.gateway.auth import Caller, session_not_found
+from tidings.gateway.api.stream import reserve_stream, shed_when_overloaded, sse_response
+from tidings.gateway.auth import Caller, session_not_found, session_owner
 from tidings.gateway.deps import (
     BEARER_SCHEME,
     GatewayContext,
@@ -45,8 +45,8 @@ def body_limit(settings: GatewaySettings) -> int:
     )
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "message_too_large", f"The request body is larger than {limit} bytes.")
+def _too_large(limit: int, code: str = "message_too_large") -> ApiError:
+    return ApiError(413, code, f"The request body is larger than {limit} bytes.")
 
 
 def _is_json(content_type: str) -> bool:
@@ -56,15 +56,16 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, code: str = "message_too_large") -> bytes:
+    """The request body, read chunk by chunk and refused (413) as soon as it passes `limit`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, code)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise _too_large(limit)
+            raise _too_large(limit, code)
     return bytes(body)
 
 
@@ -91,7 +92,7 @@ async def read_chat_request(request: Request, settings: GatewaySettings) -> Chat
     """The validated body of `POST /chat`, or an `ApiError` with a precise code."""
     if not _is_json(request.headers.get("content-type", "")):
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    chat = _parse(await _read_body(request, body_limit(settings)))
+    chat = _parse(await read_body(request, body_limit(settings)))
     if len(chat.message.encode()) > settings.max_message_bytes:
         raise ApiError(
             413,
@@ -134,7 +135,9 @@ async def resolve_session(ctx: GatewayContext, caller: Caller, session_id: str |
         return session_id
     if caller.subject is None:
         return session_id
-    owner = await ctx.owners.wait_for_owner(session_id, ctx.settings.ownership_wait_s)
+    owner = await session_owner(
+        session_id, ctx.owners, ctx.memory, wait_s=ctx.settings.ownership_wait_s
+    )
     if owner is None:
         ctx.owners.claim(session_id, caller.subject)
     elif owner != caller.subject:
@@ -179,7 +182,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "The session belongs to someone else (`session_not_found`).",
         422: "Unknown or mistyped fields, an empty message or a malformed session id.",
         429: "Rate limited (`rate_limited`) or too many open streams; see Retry-After.",
-        503: "The broker did not acknowledge the message in time (`broker_unavailable`).",
+        503: "The broker did not acknowledge the message in time (`broker_unavailable`), or "
+        "the service is at capacity (`overloaded`); see Retry-After.",
     }.items()
 }
 _ERRORS[200] = {
@@ -214,6 +218,7 @@ async def chat(request: Request) -> Any:
     body = await read_chat_request(request, ctx.settings)
     caller = await ctx.authenticator.caller(request)
     check_rate(ctx, caller)
+    shed_when_overloaded(ctx)
     session_id = await resolve_session(ctx, caller, body.session_id)
     message = UserMessage(
         message_id=new_id(),

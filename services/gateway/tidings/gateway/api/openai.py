@@ -29,7 +29,12 @@ from tidings.common.logging import bind, get_logger
 from tidings.common.tracing import TRACEPARENT_HEADER, child_traceparent
 from tidings.gateway.answer import DONE, ERROR, RESET, TOKEN, SseMessage
 from tidings.gateway.api.chat import check_rate, publish_or_503, resolve_session
-from tidings.gateway.api.stream import SSE_HEADERS, release_on_loop, reserve_stream
+from tidings.gateway.api.stream import (
+    SSE_HEADERS,
+    release_on_loop,
+    reserve_stream,
+    shed_when_overloaded,
+)
 from tidings.gateway.auth import Caller
 from tidings.gateway.deps import ContextDep, GatewayContext, bearer_scheme
 from tidings.gateway.errors import ApiError, describe_validation_errors
@@ -277,6 +282,7 @@ async def chat_completions(
         body = await _read(request, ctx)
         text = _last_user_text(body, ctx.settings.max_message_bytes)
         check_rate(ctx, caller)
+        shed_when_overloaded(ctx)
         session_id = await resolve_session(ctx, caller, _session_from(x_session_id, body.user))
         if body.stream:
             reserve_stream(ctx, caller)
@@ -309,6 +315,7 @@ async def chat_completions(
             _chunks(opened, policy, message.message_id, completion_id, body.model),
             headers={**SSE_HEADERS, "X-Session-Id": session_id},
             ping=ctx.settings.sse_ping_s,
+            send_timeout=ctx.settings.sse_send_timeout_s,
             background=release_on_loop(opened),
         )
     try:

@@ -13,6 +13,7 @@ from tidings.gateway.auth import Caller, check_session_access
 from tidings.gateway.deps import CallerDep, ContextDep, GatewayContext
 from tidings.gateway.errors import ApiError
 from tidings.gateway.hub import Subscription
+from tidings.gateway.limits import retry_after
 from tidings.gateway.schemas import EVENT_ID_PATTERN, MESSAGE_ID_PATTERN, SESSION_ID_PATTERN
 from tidings.gateway.streaming import OpenStream, StreamPolicy, stream_events
 
@@ -22,8 +23,38 @@ router = APIRouter()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+def shed_when_overloaded(ctx: GatewayContext) -> None:
+    """503 `overloaded` with Retry-After while memory is past the shedding point."""
+    if ctx.shedder.overloaded():
+        raise _overloaded()
+
+
+def _overloaded() -> ApiError:
+    return ApiError(
+        503,
+        "overloaded",
+        "The service is at capacity; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def check_request_rate(ctx: GatewayContext, caller: Caller) -> None:
+    """429 with Retry-After when the caller opens streams, reads history or cancels too fast."""
+    wait = ctx.request_limiter.take(caller.limit_key)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too many requests; slow down.",
+            headers={"Retry-After": retry_after(wait)},
+        )
+
+
 def reserve_stream(ctx: GatewayContext, caller: Caller) -> None:
-    """429 when the caller already holds its share of open streams."""
+    """503 when this replica holds all the streams it may (or memory is short), 429 when
+    the caller already holds its share."""
+    if ctx.streams.full or ctx.shedder.overloaded():
+        raise _overloaded()
     if not ctx.streams.acquire(caller.limit_key):
         raise ApiError(
             429,
@@ -70,6 +101,7 @@ def sse_response(
         stream_events(opened, policy, message_id=message_id, last_event_id=last_event_id),
         headers=SSE_HEADERS,
         ping=settings.sse_ping_s,
+        send_timeout=settings.sse_send_timeout_s,
         background=release_on_loop(opened),
     )
 
@@ -82,7 +114,8 @@ def sse_response(
         200: {"content": {"text/event-stream": {}}},
         401: {"description": "A bearer token is required (GATEWAY_AUTH=jwt)."},
         404: {"description": "No such session (or not yours)."},
-        429: {"description": "Too many open streams."},
+        429: {"description": "Too many open streams, or opened too fast (`rate_limited`)."},
+        503: {"description": "At capacity (`overloaded`); see Retry-After."},
     },
 )
 async def stream(
@@ -106,7 +139,10 @@ async def stream(
     that arrived before the client connected are replayed first. With `Last-Event-ID` (or
     `last_event_id`), exactly the events after that id are sent.
     """
-    await check_session_access(caller, session_id, ctx.owners, wait_s=ctx.settings.ownership_wait_s)
+    check_request_rate(ctx, caller)
+    await check_session_access(
+        caller, session_id, ctx.owners, wait_s=ctx.settings.ownership_wait_s, memory=ctx.memory
+    )
     reserve_stream(ctx, caller)
     log.debug("stream opened", session_id=session_id, message_id=message_id)
     return sse_response(
