@@ -103,8 +103,9 @@ async def test_repair_recreates_topics_auto_created_with_too_few_partitions(
 async def test_a_paced_consumer_fetches_with_the_busy_wait_during_traffic(
     tansu_settings: KafkaSettings,
 ) -> None:
-    """Tansu holds every fetch for the wait the request carries, so the gaps between fetch requests show the wait in force: about the idle
-    1000 ms before traffic, the busy 5 ms during it, 1000 ms again after the hold."""
+    """Tansu holds every fetch for the wait the request carries, so the gaps between fetch
+    requests show the wait in force: about the idle 1000 ms before traffic, the busy 5 ms
+    during it, 1000 ms again after the hold."""
     kafka_settings = tansu_settings
     await ensure_topics(kafka_settings)
     topic = kafka_settings.memory_events_topic
