@@ -72,7 +72,11 @@ def test_ports_and_healthchecks_match_each_service() -> None:
             continue
         port_var, default = TIDINGS[image]
         port = int(spec["environment"].get(port_var, default))
-        assert spec["ports"] == [f"{port}:{port}"]
+        if name == "memory":
+            # It holds everyone's conversations: only the other containers reach it.
+            assert "ports" not in spec
+        else:
+            assert spec["ports"] == [f"{port}:{port}"]
         assert spec["healthcheck"]["test"] == [
             "CMD",
             "python",
@@ -180,3 +184,13 @@ def test_responder_stop_grace_outlasts_its_shutdown_grace() -> None:
     )
     stop = SERVICES["responder"]["stop_grace_period"]
     assert stop.endswith("s") and float(stop[:-1]) > grace
+
+
+def test_the_memory_api_needs_the_shared_credential() -> None:
+    memory_env = SERVICES["memory"]["environment"]
+    token = memory_env["MEMORY_API_TOKEN"]
+    # No default credential: compose refuses to start until one is given.
+    assert token.startswith("${MEMORY_API_TOKEN:?")
+    assert memory_env["MEMORY_HOST"] == "0.0.0.0"
+    for client in ("responder", "gateway"):
+        assert SERVICES[client]["environment"]["MEMORY_API_TOKEN"] == token
