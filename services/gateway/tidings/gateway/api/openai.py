@@ -173,14 +173,24 @@ async def models(ctx: ContextDep, request: Request) -> ModelList:
     return ModelList(data=[ModelCard(id=name) for name in ctx.settings.models])
 
 
-def _session_from(header: str | None, user: str | None) -> str | None:
-    value = header or user
-    if not value:
+def _session_from(header: str | None, user: str | None, caller: Caller) -> str | None:
+    """The session a request continues: `X-Session-Id`, else one derived from `user` -
+    for an authenticated caller only, and from the caller's subject too, so it is theirs
+    alone. An anonymous caller's `user` names no session: anyone could send the same one.
+    """
+    if header:
+        if not _SESSION_RE.fullmatch(header):
+            raise OpenAIApiError(
+                400,
+                "X-Session-Id is not a valid session id.",
+                param="X-Session-Id",
+                code="invalid_session_id",
+            )
+        return header
+    if not user or caller.subject is None:
         return None
-    if _SESSION_RE.fullmatch(value):
-        return value
-    # A free-form end-user id (an e-mail, a name): hashed into a stable session id.
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
+    bound = json.dumps([caller.subject, user], separators=(",", ":"))
+    return "v1-" + hashlib.sha256(bound.encode()).hexdigest()[:32]
 
 
 async def _read(request: Request, ctx: GatewayContext) -> CompletionRequest:
@@ -283,7 +293,9 @@ async def chat_completions(
         text = _last_user_text(body, ctx.settings.max_message_bytes)
         check_rate(ctx, caller)
         shed_when_overloaded(ctx)
-        session_id = await resolve_session(ctx, caller, _session_from(x_session_id, body.user))
+        session_id = await resolve_session(
+            ctx, caller, _session_from(x_session_id, body.user, caller)
+        )
         if body.stream:
             reserve_stream(ctx, caller)
         message = UserMessage(

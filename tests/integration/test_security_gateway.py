@@ -1,0 +1,81 @@
+"""The gateway's front door against a real broker: OpenAI `user` fields that name no one
+else's session, rate limits on reads and cancels, bodies read with a limit, JWT algorithm
+confusion, and the headers personal data goes out with."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from tidings.common.settings import KafkaSettings
+from tidings.gateway.service import GatewayService
+from tidings.gateway.settings import GatewaySettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+SECRET = "jwt-secret-for-the-gateway-security-tests-0123"
+
+
+def bearer(sub: str) -> dict[str, str]:
+    claims: dict[str, Any] = {"sub": sub, "exp": int(time.time() + 300)}
+    return {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
+
+
+async def gateway(kafka: KafkaSettings, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    settings = GatewaySettings(
+        host="127.0.0.1", port=0, kafka=kafka, memory={"url": ""}, **overrides
+    )
+    async with (
+        GatewayService(settings) as service,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=10) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def anonymous(kafka_settings: KafkaSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in gateway(kafka_settings):
+        yield http
+
+
+@pytest.fixture
+async def signed(kafka_settings: KafkaSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in gateway(kafka_settings, auth="jwt", jwt_secret=SECRET):
+        yield http
+
+
+async def v1_session(http: httpx.AsyncClient, user: str, headers: dict[str, str]) -> str:
+    """The session a streaming /v1 request with `user` lands in (read from its headers)."""
+    body = {
+        "model": "tidings",
+        "stream": True,
+        "user": user,
+        "messages": [{"role": "user", "content": "where is my order?"}],
+    }
+    async with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as answer:
+        assert answer.status_code == 200, await answer.aread()
+        return answer.headers["x-session-id"]
+
+
+async def test_an_anonymous_v1_user_field_names_no_session(anonymous: httpx.AsyncClient) -> None:
+    first = await v1_session(anonymous, "alice@example.com", {})
+    second = await v1_session(anonymous, "alice@example.com", {})
+
+    # Whoever sends Alice's e-mail does not land in the session of whoever sent it before.
+    assert first != second
+
+
+async def test_a_v1_user_field_is_bound_to_the_signed_in_caller(signed: httpx.AsyncClient) -> None:
+    alice = await v1_session(signed, "alice@example.com", bearer("alice"))
+    alice_again = await v1_session(signed, "alice@example.com", bearer("alice"))
+    mallory = await v1_session(signed, "alice@example.com", bearer("mallory"))
+
+    assert alice == alice_again  # a conversation continues for its owner
+    assert mallory != alice
+    history = await signed.get(f"/sessions/{alice}/messages", headers=bearer("mallory"))
+    assert history.status_code == 404
