@@ -1,5 +1,6 @@
-"""Routing on the real broker: the order-status tool against a local orders API, and a failing
-backend handing over to the second one, then to the fallback text."""
+"""Routing on the real broker: the store's tools (against the real store process) before the
+FAQ, counted per tool, and a failing backend handing over to the second one, then to the
+fallback text."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from sqlalchemy import select
 from test_responder_support import FakeOllama, responder_process, responses, send
 
+from tests.store_process import StoreProcess
 from tidings.cli.infra import free_port
 from tidings.common.events import ResponseDone
 from tidings.common.kafka import kafka_producer
@@ -25,32 +24,23 @@ from tidings.common.settings import KafkaSettings, LLMSettings
 from tidings.responder.llm import BackendSettings
 from tidings.responder.service import ResponderService
 from tidings.responder.settings import ResponderSettings
+from tidings.store.models import Order
 
 pytestmark = pytest.mark.integration
 
 FALLBACK = "I'm not sure about that. Please contact support@bookstore.com for assistance."
-ORDERS = {"123456": {"status": "shipped", "eta": "2026-11-24"}, "222333": {"status": "processing"}}
 
 
-def orders_api(state: dict[str, Any]) -> Starlette:
-    async def status(request: Request) -> Response:
-        state["calls"].append(request.path_params["order_id"])
-        if state["down"]:
-            return JSONResponse({"error": "database down"}, status_code=503)
-        order = ORDERS.get(request.path_params["order_id"])
-        if order is None:
-            return JSONResponse({"detail": "not found"}, status_code=404)
-        return JSONResponse(order)
-
-    return Starlette(routes=[Route("/api/orders/{order_id}/status", status)])
-
-
-async def test_order_numbers_are_answered_by_the_tool_and_the_rest_by_faq(
-    kafka_settings: KafkaSettings,
+async def test_tools_answer_before_the_faq_and_are_counted_per_tool(
+    kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    state: dict[str, Any] = {"calls": [], "down": False}
-    api = HttpServer(orders_api(state), "127.0.0.1", 0, name="orders-test")
-    await api.start()
+    store = StoreProcess(tmp_path).start()
+    db = store.database()
+    with db.session() as session:
+        order = session.scalars(select(Order).where(Order.status == "shipped")).first()
+        assert order is not None
+        number, email = order.number, order.customer_email
+    db.close()
     settings = ResponderSettings(
         host="127.0.0.1",
         port=0,
@@ -58,41 +48,53 @@ async def test_order_numbers_are_answered_by_the_tool_and_the_rest_by_faq(
         kafka=kafka_settings,
         llm=LLMSettings(llm_backend="echo"),
         memory=MemoryApiSettings(url=""),
-        orders_api_url=f"http://127.0.0.1:{api.port}",
+        store_api_url=store.url,
     )
     kafka = kafka_settings
     try:
         async with (
             responses(kafka) as reader,
             kafka_producer(kafka, name="test") as producer,
-            ResponderService(settings),
+            ResponderService(settings) as service,
         ):
-            found = await send(producer, kafka, "s1", "Where is my order #123456?")
-            eta_less = await send(producer, kafka, "s2", "status of 222333 please")
-            unknown = await send(producer, kafka, "s3", "What about order 999999?")
-            no_number = await send(producer, kafka, "s4", "Where is my order?")
-            await reader.until_terminal(found, eta_less, unknown, no_number, timeout_s=60)
-            state["down"] = True
-            down = await send(producer, kafka, "s1", "And #123456 now?")
+            found = await send(producer, kafka, "s1", f"Where is my order #{number}? {email}")
+            unknown = await send(producer, kafka, "s2", "What about order 999999? me@example.com")
+            asked = await send(producer, kafka, "s3", "Where is my order?")
+            books = await send(producer, kafka, "s4", "Any good thrillers to recommend?")
+            faq = await send(producer, kafka, "s5", "What is your return policy?")
+            await reader.until_terminal(found, unknown, asked, books, faq, timeout_s=60)
+            store.stop()
+            down = await send(producer, kafka, "s1", f"And #{number} now?")
             await reader.until_terminal(down, timeout_s=60)
+            async with httpx.AsyncClient() as http:
+                exposition = (await http.get(f"http://127.0.0.1:{service.port}/metrics")).text
     finally:
-        await api.stop()
+        store.stop()
 
     def done(sent: Any) -> ResponseDone:
         terminal = reader.terminal(sent.message.message_id)
         assert isinstance(terminal, ResponseDone), terminal
         return terminal
 
-    assert (done(found).source, done(found).text) == (
-        "tool",
-        "Order #123456 is shipped. Estimated delivery: 2026-11-24.",
-    )
-    assert done(eta_less).text == "Order #222333 is processing."
-    assert done(unknown).source == "tool" and "couldn't find an order" in done(unknown).text
-    assert done(no_number).source == "faq" and "order number" in done(no_number).text
-    assert done(down).source == "tool"
-    assert done(down).text.startswith("I can't look up order #123456 right now")
-    assert sorted(state["calls"]) == ["123456", "123456", "222333", "999999"]
+    assert (done(found).source, done(found).tool) == ("tool", "order_status")
+    assert done(found).text.startswith(f"Order #{number} has shipped")
+    assert "couldn't find an order #999999" in done(unknown).text
+    assert done(asked).tool == "order_status" and "order number" in done(asked).text
+    assert (done(books).source, done(books).tool) == ("tool", "recommendations")
+    assert done(faq).source == "faq" and done(faq).tool is None
+    assert done(down).text.startswith("I can't reach our order system right now")
+    calls = "tidings_responder_tool_calls_total"
+    for tool, outcome in [
+        ("order_status", "found"),
+        ("order_status", "not_found"),
+        ("order_status", "asked"),
+        ("order_status", "unavailable"),
+        ("recommendations", "found"),
+    ]:
+        assert metric(exposition, calls, tool=tool, outcome=outcome) >= 1, (tool, outcome)
+    seconds = "tidings_responder_tool_seconds_count"
+    assert metric(exposition, seconds, tool="order_status") >= 4
+    assert metric(exposition, seconds, tool="recommendations") >= 1
 
 
 def metric(exposition: str, name: str, **labels: str) -> float:
