@@ -1,0 +1,102 @@
+"""What the store's tools read in a message: order numbers, e-mails, status questions, and
+the constraints of a book request (pure functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.responder.tools.book_request import BookRequest, parse_book_request
+from tidings.responder.tools.order_text import asks_order_status, find_email, find_order_number
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "number"),
+    [
+        ("Where is order #123456?", False, "123456"),
+        ("status of order 654321 please", False, "654321"),
+        ("order#111222", False, "111222"),
+        ("123456", False, "123456"),
+        ("it's 123456, ada@example.com", False, "123456"),
+        ("my zip code is 123456", False, None),
+        ("my zip code is 123456", True, "123456"),
+        ("my phone is 1234567", True, None),
+        ("order 12345", False, None),
+        ("ref A123456", False, None),
+        ("call 555-123456", False, None),
+    ],
+)
+def test_order_numbers(text: str, expected: bool, number: str | None) -> None:
+    assert find_order_number(text, expected=expected) == number
+
+
+def test_emails() -> None:
+    assert find_email("it is Ada.L@Example.co.uk, thanks") == "Ada.L@Example.co.uk"
+    assert find_email("no address @ here") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("Where is my order?", True),
+        ("Has my package shipped yet?", True),
+        ("When will my order arrive?", True),
+        ("order status", True),
+        ("How do I cancel my order?", False),
+        ("I want to return my order", False),
+        ("How long does shipping take?", False),
+        ("Do you ship orders to Canada?", False),
+    ],
+)
+def test_status_questions(text: str, asks: bool) -> None:
+    assert asks_order_status(text) is asks
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        (
+            "Recommend a mystery under $15",
+            BookRequest(category="Mystery & Thriller", max_price=15.0),
+        ),
+        ("something like Dune", BookRequest(like="Dune")),
+        ("I loved “The Hobbit”, what should I read next?", BookRequest(like="The Hobbit")),
+        ("a cookbook for beginners", BookRequest(category="Cooking")),
+        ("what are your bestsellers?", BookRequest(bestsellers=True)),
+        ("Do you have books by Agatha Christie?", BookRequest(author="Agatha Christie")),
+        (
+            "suggest a romance between $10 and 20 dollars as an e-book",
+            BookRequest(category="Romance", min_price=10.0, max_price=20.0, format="ebook"),
+        ),
+        (
+            "any sci-fi audiobooks over $20?",
+            BookRequest(category="Science Fiction & Fantasy", min_price=20.0, format="audiobook"),
+        ),
+        ("recommend some historical fiction", BookRequest(category="History")),
+        ("a picture book for my 4 year old", BookRequest(category="Children's Books")),
+    ],
+)
+def test_book_requests(text: str, wanted: BookRequest) -> None:
+    parsed = parse_book_request(text)
+    assert parsed is not None
+    for key in ("category", "author", "min_price", "max_price", "format", "like", "bestsellers"):
+        assert getattr(parsed, key) == getattr(wanted, key), key
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What is your return policy?",
+        "Do you sell e-books?",
+        "Where is my order?",
+        "How much is shipping for orders under $35?",
+        "I would like to return a book",
+        "Write a haiku about autumn",
+    ],
+)
+def test_messages_that_ask_for_no_book(text: str) -> None:
+    assert parse_book_request(text) is None
+
+
+def test_the_constraints_in_words() -> None:
+    request = BookRequest(category="Mystery & Thriller", max_price=15.0, format="ebook")
+    assert request.describe() == "Mystery & Thriller, up to $15.00, e-book"
