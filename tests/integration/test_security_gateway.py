@@ -4,6 +4,7 @@ confusion, and the headers personal data goes out with."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -79,3 +80,69 @@ async def test_a_v1_user_field_is_bound_to_the_signed_in_caller(signed: httpx.As
     assert mallory != alice
     history = await signed.get(f"/sessions/{alice}/messages", headers=bearer("mallory"))
     assert history.status_code == 404
+
+
+@pytest.fixture
+async def strict(kafka_settings: KafkaSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in gateway(kafka_settings, request_rate_per_s=0.01, request_burst=3):
+        yield http
+
+
+async def test_stream_opens_history_and_cancels_share_a_rate_limit(
+    strict: httpx.AsyncClient,
+) -> None:
+    session = "rate-limited-session"
+    statuses = []
+    for _ in range(2):
+        async with strict.stream("GET", "/stream", params={"session_id": session}) as opened:
+            statuses.append(opened.status_code)
+    cancel = await strict.post("/chat/m1/cancel", json={"session_id": session})
+    statuses.append(cancel.status_code)
+    refused = [
+        await strict.get(f"/sessions/{session}/messages"),
+        await strict.post("/chat/m1/cancel", json={"session_id": session}),
+    ]
+    async with strict.stream("GET", "/stream", params={"session_id": session}) as stream:
+        await stream.aread()
+        refused.append(stream)
+
+    assert statuses == [200, 200, 202]
+    for response in refused:
+        assert response.status_code == 429
+        assert response.json()["error"]["code"] == "rate_limited"
+        assert int(response.headers["retry-after"]) >= 1
+    # Sending messages has a bucket of its own.
+    assert (await strict.post("/chat", json={"message": "hi"})).status_code == 202
+
+
+async def test_a_cancel_body_is_refused_as_soon_as_it_passes_its_limit(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    # A chunked body that never ends: a route that read it whole would never answer.
+    port = anonymous.base_url.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /chat/m1/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    for _ in range(4):
+        writer.write(b"400\r\n" + b" " * 1024 + b"\r\n")
+    await writer.drain()
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    finally:
+        writer.close()
+
+    assert head.startswith(b"HTTP/1.1 413")
+
+
+async def test_hsts_goes_out_on_https_only(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    # 127.0.0.1 is a trusted proxy by default: its X-Forwarded-Proto says how users came.
+    behind_tls = await anonymous.get("/health", headers={"X-Forwarded-Proto": "https"})
+    plain = await anonymous.get("/health")
+
+    assert behind_tls.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert "strict-transport-security" not in plain.headers

@@ -25,9 +25,9 @@ _CGROUP_FILES = (
 # cgroup v1 reports "no limit" as a huge number (page-rounded LONG_MAX).
 _NO_LIMIT = 1 << 60
 
-# Shares of the limit, measured with tests/bench/bench_streams.py (docs/security.md): an
-# open SSE stream costs about STREAM_BYTES of resident memory (uvicorn connection, tasks,
-# subscription and its bounded queue while it is drained).
+# Shares of the limit. An idle open SSE stream (uvicorn connection, tasks, subscription)
+# measured 57 KiB of resident memory (tests/integration/test_gateway_capacity.py, -s prints
+# it); STREAM_BYTES leaves room for its queue and answer state while an answer streams.
 STREAM_BYTES = 96 * 1024
 STREAMS_SHARE = 0.5
 REPLAY_SHARE = 0.125
