@@ -3,6 +3,7 @@ only images, ports and variables the services really have."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -13,6 +14,7 @@ from tidings.common.settings import LLMBackend
 from tidings.gateway.settings import GatewaySettings
 from tidings.memory.settings import MemorySettings
 from tidings.responder.settings import ResponderSettings
+from tidings.store.settings import StoreSettings
 
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -21,6 +23,7 @@ TIDINGS = {
     "gateway": ("GATEWAY_PORT", GatewaySettings.model_fields["port"].default),
     "responder": ("RESPONDER_PORT", ResponderSettings.model_fields["port"].default),
     "memory": ("MEMORY_PORT", MemorySettings.model_fields["port"].default),
+    "store": ("STORE_PORT", StoreSettings.model_fields["port"].default),
 }
 ONE_SHOT = {"topics", "ollama-pull"}
 
@@ -60,6 +63,8 @@ def test_environment_names_only_settings_the_services_read() -> None:
         env = SERVICES[name].get("environment", {})
         unknown = set(env) - known
         assert not unknown, f"{name} sets variables no service reads: {unknown}"
+        if name == "store":
+            continue  # the store has no Kafka
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "true"  # real Kafka
 
@@ -194,3 +199,23 @@ def test_the_memory_api_needs_the_shared_credential() -> None:
     assert memory_env["MEMORY_HOST"] == "0.0.0.0"
     for client in ("responder", "gateway"):
         assert SERVICES[client]["environment"]["MEMORY_API_TOKEN"] == token
+
+
+def _required_variable(value: str) -> str | None:
+    """`${NAME:?message}` -> NAME: compose refuses to start while it is unset or empty."""
+    match = re.fullmatch(r"\$\{([A-Z_]+):\?[^}]+\}", value)
+    return match.group(1) if match else None
+
+
+def test_no_default_passwords_and_no_open_consoles() -> None:
+    grafana = SERVICES["grafana"]["environment"]
+    assert _required_variable(grafana["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    qdrant_key = SERVICES["qdrant"]["environment"]["QDRANT__SERVICE__API_KEY"]
+    assert _required_variable(qdrant_key) == "QDRANT_API_KEY"
+    assert SERVICES["memory"]["environment"]["QDRANT_API_KEY"] == qdrant_key
+    # Consoles without their own authentication listen on this machine only.
+    for name in ("prometheus", "grafana"):
+        for mapping in SERVICES[name]["ports"]:
+            assert mapping.startswith("127.0.0.1:"), (name, mapping)
+    assert ".env" in (ROOT / ".gitignore").read_text().split()

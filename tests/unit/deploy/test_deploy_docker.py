@@ -201,9 +201,10 @@ def test_dockerignore_lets_through_exactly_what_the_builds_copy() -> None:
                 *sources, _ = args.split()
                 for source in sources:
                     parts = Path(source.rstrip("/")).parts
-                    assert any(
-                        "/".join(parts[:n]) in allowed for n in range(1, len(parts) + 1)
-                    ), (dockerfile.name, source)
+                    assert any("/".join(parts[:n]) in allowed for n in range(1, len(parts) + 1)), (
+                        dockerfile.name,
+                        source,
+                    )
                     assert (ROOT / source).exists()
 
 
