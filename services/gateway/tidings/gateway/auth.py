@@ -1,18 +1,18 @@
 """The front door: who is calling (`GATEWAY_AUTH=none|jwt`) and may they see this session.
 
 With `jwt`, every chat, stream, history, cancel and `/v1` request needs
-`Authorization: Bearer <token>`: HS256 with `GATEWAY_JWT_SECRET`, or RS256/ES256 with keys
-from `GATEWAY_JWT_JWKS_URL` (fetched by PyJWT's `PyJWKClient`, cached). `exp` and `sub` are
-required; `aud` and `iss` are checked when configured. A session belongs to the subject that
-created it; anyone else is told 404, the same as for a session that does not exist, so ids
-cannot be probed.
+`Authorization: Bearer <token>`: HS256 with `GATEWAY_JWT_SECRET`, or RS/ES/PS with keys
+from `GATEWAY_JWT_JWKS_URL` (tidings.gateway.jwks), each key with its own algorithm only.
+`exp` and `sub` (at most 200 characters) are required; `aud` and `iss` are checked when
+configured. Any token PyJWT refuses is a 401. A session belongs to the subject that created
+it (durably: memory keeps it with the turns); anyone else is told 404, the same as for a
+session that does not exist, so ids cannot be probed.
 
 With `none`, the session id is the only key: anyone with the id can read the session.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +21,12 @@ from fastapi import Request
 
 from tidings.common.memory_api import MemoryClient
 from tidings.gateway.errors import ApiError
+from tidings.gateway.jwks import JwksKeys, UnknownKeyError
 from tidings.gateway.owners import OwnershipMap
 from tidings.gateway.settings import GatewaySettings
 
-_ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+_ASYMMETRIC = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
+MAX_SUBJECT_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +50,12 @@ class Authenticator:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self._settings = settings
-        self._jwks: jwt.PyJWKClient | None = None
+        self._jwks: JwksKeys | None = None
         if settings.auth == "jwt" and settings.jwt_jwks_url:
-            self._jwks = jwt.PyJWKClient(
-                settings.jwt_jwks_url, cache_keys=True, lifespan=300, timeout=5
+            self._jwks = JwksKeys(
+                settings.jwt_jwks_url,
+                max_age_s=settings.jwt_jwks_cache_s,
+                min_refresh_s=settings.jwt_jwks_min_refresh_s,
             )
 
     @property
@@ -71,6 +75,9 @@ class Authenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise unauthorized("The token has no subject.")
+        if len(subject) > MAX_SUBJECT_CHARS:
+            # Subjects travel in events and memory lookups, which take 200 characters.
+            raise unauthorized("The token's subject is too long.")
         return Caller(subject, f"sub:{subject}")
 
     async def _verify(self, token: str) -> dict[str, Any]:
@@ -81,12 +88,17 @@ class Authenticator:
         if settings.jwt_issuer:
             required.append("iss")
         try:
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
             key: Any
-            if self._jwks is not None and _is_asymmetric(token):
-                # The JWKS fetch is blocking I/O; it happens once per key id, then is cached.
-                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-                key, algorithms = signing_key.key, _ASYMMETRIC
-            elif settings.jwt_secret is not None:
+            if self._jwks is not None and algorithm in _ASYMMETRIC:
+                jwk = await self._jwks.key(header.get("kid"))
+                # The key decides the algorithm: a token naming another one (ES256 with an
+                # RSA key, PS256 with an RS256 key) is refused, never tried.
+                if jwk.algorithm_name != algorithm:
+                    raise unauthorized("The token's algorithm does not match its key.")
+                key, algorithms = jwk.key, [jwk.algorithm_name]
+            elif settings.jwt_secret is not None and algorithm == "HS256":
                 key, algorithms = settings.jwt_secret.get_secret_value(), ["HS256"]
             else:
                 raise unauthorized("The token's algorithm is not accepted.")
@@ -101,19 +113,13 @@ class Authenticator:
             )
         except jwt.ExpiredSignatureError:
             raise unauthorized("The token has expired.") from None
-        except jwt.PyJWKClientError:
+        except UnknownKeyError:
             raise unauthorized("The token's signing key could not be found.") from None
-        except jwt.InvalidTokenError:
+        except jwt.PyJWTError:
+            # Every other PyJWT error (malformed, bad signature, a key it cannot use) is the
+            # token's fault: 401, never a 500.
             raise unauthorized("The token is not valid for this service.") from None
         return claims
-
-
-def _is_asymmetric(token: str) -> bool:
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError:
-        raise unauthorized("The token is malformed.") from None
-    return header.get("alg") in _ASYMMETRIC
 
 
 NOBODY = ""

@@ -153,6 +153,18 @@ class GatewaySettings(BaseSettings):
         default=None, title="JWT issuer", description="Required `iss` claim."
     )
     jwt_leeway_s: float = Field(default=30.0, ge=0, title="JWT clock leeway (s)")
+    jwt_jwks_cache_s: float = Field(
+        default=300.0,
+        gt=0,
+        title="JWKS max age (s)",
+        description="The key set is fetched again once this old: a revoked key stops working.",
+    )
+    jwt_jwks_min_refresh_s: float = Field(
+        default=30.0,
+        ge=0,
+        title="JWKS refresh bound (s)",
+        description="A token with an unknown key id fetches the set at most this often.",
+    )
     ownership_max_sessions: int = Field(
         default=200_000,
         ge=1,
