@@ -180,7 +180,10 @@ async def test_a_dead_backend_hands_over_to_the_second_and_then_to_the_fallback(
         grew("tidings_responder_llm_backend_errors_total", backend="openai", code="circuit_open")
         == 2
     )
-    assert metric(after, "tidings_responder_llm_circuit_state", backend="openai") == 1
+    assert metric(after, "tidings_responder_llm_circuit_state", backend="openai", state="open") == 1
+    assert (
+        metric(after, "tidings_responder_llm_circuit_state", backend="openai", state="closed") == 0
+    )
     # Consumer lag per partition: everything fetched, nothing left behind.
     lag = {
         sample.labels["partition"]: sample.value

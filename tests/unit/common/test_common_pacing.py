@@ -28,7 +28,9 @@ def pacer(clock: Clock, name: str = "test") -> FetchPacer:
 
 
 def gauge(name: str) -> float | None:
-    return REGISTRY.get_sample_value("tidings_kafka_fetch_wait_ms", {"consumer": name})
+    """The gauge, in ms (it is exported in seconds)."""
+    seconds = REGISTRY.get_sample_value("tidings_kafka_fetch_wait_seconds", {"consumer": name})
+    return None if seconds is None else round(seconds * 1000, 6)
 
 
 def test_traffic_switches_to_the_busy_wait_and_the_hold_back_to_idle() -> None:

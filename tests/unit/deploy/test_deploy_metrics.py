@@ -94,3 +94,29 @@ def test_dashboard_panels_have_unique_ids_and_a_datasource_variable() -> None:
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}"
         assert panel["targets"], panel["title"]
+
+
+# Prometheus' naming rules: base units (seconds, bytes), never scaled ones.
+NON_BASE_UNITS = re.compile(
+    r"_(ms|millis|milliseconds|us|microseconds|ns|minutes|hours|days|kb|kib|mb|mib|gb|percent)"
+    r"(_total)?$"
+)
+
+
+def test_every_metric_is_named_in_base_units() -> None:
+    exported_series()  # imports the services' metrics modules
+    names = {family.name for family in REGISTRY.collect() if family.name.startswith("tidings_")}
+    assert len(names) > 20
+    scaled = sorted(n for n in names if NON_BASE_UNITS.search(n))
+    assert not scaled, f"metrics in scaled units (use _seconds / _bytes): {scaled}"
+
+
+def test_circuit_state_is_a_gauge_labelled_by_state() -> None:
+    exported_series()
+    family = next(f for f in REGISTRY.collect() if f.name == "tidings_responder_llm_circuit_state")
+    assert family.type == "gauge"
+    from tidings.responder.metrics import CIRCUIT_STATE
+
+    assert CIRCUIT_STATE._labelnames == ("backend", "state")
+    (expr,) = [e for e in _dashboard_exprs() if "circuit_state" in e]
+    assert "state" in expr and "== 1" in expr

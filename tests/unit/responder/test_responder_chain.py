@@ -133,3 +133,21 @@ async def test_echo_paces_its_tokens_and_derives_them_from_the_question() -> Non
     assert "".join(texts) == "You said: ping pong ping pong"
     assert times[0] >= 0.1
     assert times[-1] >= 0.1 + 5 / 50
+
+
+def test_breaker_state_is_one_labelled_series_per_state() -> None:
+    from prometheus_client import REGISTRY
+
+    def exported() -> dict[str, float | None]:
+        return {
+            state.name.lower(): REGISTRY.get_sample_value(
+                "tidings_responder_llm_circuit_state",
+                {"backend": "gauge-test", "state": state.name.lower()},
+            )
+            for state in CircuitState
+        }
+
+    breaker = CircuitBreaker("gauge-test", failures=1, reset_s=60)
+    assert exported() == {"closed": 1, "open": 0, "half_open": 0}
+    breaker.failure()
+    assert exported() == {"closed": 0, "open": 1, "half_open": 0}

@@ -22,8 +22,8 @@ def metric_name(name: str) -> str:
 
 
 FETCH_WAIT = Gauge(
-    metric_name("kafka_fetch_wait_ms"),
-    "The fetch long-poll wait a consumer uses now: the busy one while traffic flows.",
+    metric_name("kafka_fetch_wait_seconds"),
+    "The fetch long-poll wait a consumer uses now (seconds): the busy one while traffic flows.",
     ["consumer"],
 )
 

@@ -79,7 +79,7 @@ class FetchPacer:
         self._wait_ms = idle_ms
         self._unsupported = False
         self._gauge = FETCH_WAIT.labels(consumer=name)
-        self._gauge.set(idle_ms)
+        self._gauge.set(idle_ms / 1000)  # base units: seconds
 
     @classmethod
     def from_settings(cls, settings: KafkaSettings, *, name: str) -> FetchPacer:
@@ -131,12 +131,12 @@ class FetchPacer:
         self._wait_ms = wait_ms
         if self._unsupported:
             return
-        self._gauge.set(wait_ms)
+        self._gauge.set(wait_ms / 1000)
         if self._consumer is None:
             return
         if not set_fetch_wait(self._consumer, wait_ms):
             self._unsupported = True
-            self._gauge.set(self.idle_ms)
+            self._gauge.set(self.idle_ms / 1000)
             log.warning(
                 "this aiokafka cannot change a consumer's fetch wait; keeping the idle one",
                 consumer=self.name,

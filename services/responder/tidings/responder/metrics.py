@@ -81,8 +81,9 @@ BACKEND_ERRORS = Counter(
 )
 CIRCUIT_STATE = Gauge(
     metric_name("responder_llm_circuit_state"),
-    "Circuit breaker of each LLM backend: 0 closed, 1 open, 2 half-open.",
-    ["backend"],
+    "Circuit breaker of each LLM backend: 1 for its current state (closed, open, half_open), "
+    "0 for the others.",
+    ["backend", "state"],
 )
 CONSUMER_LAG = Gauge(
     metric_name("responder_consumer_lag"),

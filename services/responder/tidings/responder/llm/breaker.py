@@ -19,7 +19,7 @@ log = get_logger(__name__)
 
 
 class CircuitState(IntEnum):
-    """Values of the `tidings_responder_llm_circuit_state` gauge."""
+    """A breaker's state; the `state` label of `tidings_responder_llm_circuit_state`."""
 
     CLOSED = 0
     OPEN = 1
@@ -90,4 +90,9 @@ class CircuitBreaker:
         self._publish()
 
     def _publish(self) -> None:
-        metrics.CIRCUIT_STATE.labels(backend=self.name).set(int(self._state))
+        # One series per state, 1 for the current one: `== 1` selects it in PromQL and
+        # dashboards need no value mapping.
+        for state in CircuitState:
+            metrics.CIRCUIT_STATE.labels(backend=self.name, state=state.name.lower()).set(
+                1 if state is self._state else 0
+            )
