@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 
 TRACEPARENT_HEADER = "traceparent"
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -30,9 +31,22 @@ def trace_id_of(traceparent: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def traceparent_from_headers(headers: list[tuple[str, bytes]] | None) -> str | None:
-    """Read the `traceparent` header of a consumed Kafka record."""
+class InvalidHeaderError(ValueError):
+    """A record header a worker cannot use (the record goes to the dead-letter topic)."""
+
+
+def traceparent_from_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:
+    """Read the `traceparent` header of a consumed Kafka record (None when it has none).
+
+    Raises `InvalidHeaderError` for a header that is there but null or not ASCII: Kafka
+    allows both, and a worker must dead-letter such a record rather than crash on it.
+    """
     for key, value in headers or ():
         if key == TRACEPARENT_HEADER:
-            return value.decode("ascii", errors="replace")
+            if value is None:
+                raise InvalidHeaderError("invalid traceparent header: null")
+            try:
+                return value.decode("ascii")
+            except UnicodeDecodeError:
+                raise InvalidHeaderError("invalid traceparent header: not ASCII") from None
     return None

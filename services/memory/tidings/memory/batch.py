@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from tidings.common.events import Event, parse_inbound_event, parse_response_event
-from tidings.common.tracing import traceparent_from_headers
+from tidings.common.tracing import InvalidHeaderError, traceparent_from_headers
 from tidings.memory.turns import Turn, turn_from_event
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -84,7 +84,7 @@ def plan_batch(
                 if by_point.pop(outcome.point_id, None) is not None:
                     batch.skipped += 1  # superseded by this later event
                 by_point[outcome.point_id] = outcome
-                traceparent = traceparent_from_headers(_headers(record))
+                traceparent = _traceparent(record)
                 if traceparent:
                     batch.traceparents[outcome.point_id] = traceparent
     batch.turns = attribute_users(list(by_point.values()))
@@ -98,10 +98,21 @@ def _classify(record: Record, parsers: Mapping[str, Parser]) -> Turn | Rejected 
     if record.value is None:
         return Rejected(record, "empty record value (tombstone)")
     try:
+        traceparent_from_headers(_headers(record))
         event = parser(record.value)
+    except InvalidHeaderError as exc:
+        return Rejected(record, str(exc))
     except ValidationError as exc:
         return Rejected(record, f"invalid event: {_short(exc)}")
     return turn_from_event(event)
+
+
+def _traceparent(record: Record) -> str | None:
+    """The record's traceparent (`_classify` rejected the records whose header is unusable)."""
+    try:
+        return traceparent_from_headers(_headers(record))
+    except InvalidHeaderError:
+        return None
 
 
 def attribute_users(turns: list[Turn]) -> list[Turn]:
@@ -115,7 +126,7 @@ def attribute_users(turns: list[Turn]) -> list[Turn]:
     ]
 
 
-def _headers(record: Record) -> list[tuple[str, bytes]]:
+def _headers(record: Record) -> list[tuple[str, bytes | None]]:
     return list(record.headers or ())
 
 

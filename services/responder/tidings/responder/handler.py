@@ -21,7 +21,12 @@ from tidings.common.events import CancelRequest, UserMessage, parse_inbound_even
 from tidings.common.kafka import dead_letter, is_transient
 from tidings.common.logging import bind, get_logger
 from tidings.common.settings import KafkaSettings
-from tidings.common.tracing import child_traceparent, trace_id_of, traceparent_from_headers
+from tidings.common.tracing import (
+    InvalidHeaderError,
+    child_traceparent,
+    trace_id_of,
+    traceparent_from_headers,
+)
 from tidings.responder import metrics
 from tidings.responder.cancels import CancelRegistry
 from tidings.responder.emitter import KafkaEmitter
@@ -57,7 +62,11 @@ class MessageHandler:
         self._backoff_s = backoff_s
 
     async def __call__(self, record: Record) -> None:
-        parent = traceparent_from_headers(list(record.headers or ()))
+        try:
+            parent = traceparent_from_headers(list(record.headers or ()))
+        except InvalidHeaderError as exc:
+            await self._dead_letter(record, str(exc))
+            return
         try:
             event = parse_inbound_event(record.value or b"")
         except ValidationError as exc:

@@ -1,0 +1,121 @@
+"""No worker dies on a record: a user message whose `traceparent` header is null or not
+ASCII goes to the dead-letter topic with the reason, and the next message is handled, by the
+responder and by the memory worker alike (real broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from test_responder_support import responses, send
+
+from tidings.common.events import MemoryStored, UserMessage, new_id, parse_event
+from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
+from tidings.common.memory_api import MemoryApiSettings
+from tidings.common.settings import KafkaSettings, LLMSettings, QdrantSettings
+from tidings.memory.embedder import Embedder
+from tidings.memory.service import MemoryService
+from tidings.memory.settings import MemorySettings
+from tidings.responder.service import ResponderService
+from tidings.responder.settings import ResponderSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+BAD_HEADERS: list[list[tuple[str, bytes | None]]] = [
+    [("traceparent", None)],
+    [("traceparent", b"\xff\xfe not ascii")],
+]
+
+
+async def publish_poison(kafka: KafkaSettings, session: str) -> list[int]:
+    """User messages with unusable headers (valid values); their offsets."""
+    await ensure_topics(kafka)
+    offsets = []
+    async with kafka_producer(kafka, name="test-poison") as producer:
+        for headers in BAD_HEADERS:
+            message = UserMessage(message_id=new_id(), session_id=session, text="hello?")
+            sent = await producer.send_and_wait(
+                kafka.user_messages_topic,
+                message.to_bytes(),
+                key=session.encode(),
+                headers=headers,  # type: ignore[arg-type]
+            )
+            offsets.append(sent.offset)
+    return offsets
+
+
+async def dead_letters(kafka: KafkaSettings, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    found: list[ConsumerRecord[bytes, bytes]] = []
+    topic = kafka.dlq_topic(kafka.user_messages_topic)
+    async with kafka_consumer(kafka, topic, group_id=None, name="test-dlq") as dlq:
+        async with asyncio.timeout(60):
+            while len(found) < count:
+                for records in (await dlq.getmany(timeout_ms=200)).values():
+                    found.extend(records)
+    return found
+
+
+def reasons(records: list[ConsumerRecord[bytes, bytes]], group: str) -> list[bytes]:
+    headers = [
+        dict(r.headers) for r in records if dict(r.headers)["dlq.consumer.group"] == group.encode()
+    ]
+    return sorted(h["dlq.reason"] for h in headers)
+
+
+EXPECTED = [b"invalid traceparent header: not ASCII", b"invalid traceparent header: null"]
+
+
+async def test_the_responder_dead_letters_an_unusable_header_and_answers_the_next(
+    kafka_settings: KafkaSettings,
+) -> None:
+    settings = ResponderSettings(
+        host="127.0.0.1",
+        port=0,
+        group_id=f"{kafka_settings.topic_prefix}responder",
+        kafka=kafka_settings,
+        llm=LLMSettings(llm_backend="echo"),
+        memory=MemoryApiSettings(url=""),
+    )
+    kafka = settings.kafka
+    await publish_poison(kafka, "s-headers")
+    async with (
+        responses(kafka) as reader,
+        kafka_producer(kafka, name="test") as producer,
+        ResponderService(settings),
+    ):
+        good = await send(producer, kafka, "s-headers", "What is your return policy?")
+        await reader.until_terminal(good)
+        dead = await dead_letters(kafka, 2)
+    assert reasons(dead, settings.group_id) == EXPECTED
+
+
+async def test_the_memory_worker_dead_letters_an_unusable_header_and_stores_the_next(
+    kafka_settings: KafkaSettings, tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = MemorySettings(
+        host="127.0.0.1",
+        port=0,
+        group_id=f"{kafka_settings.topic_prefix}memory",
+        batch_wait_ms=50,
+        kafka=kafka_settings,
+        qdrant=QdrantSettings(path=tmp_path / "qdrant", collection="records"),
+    )
+    kafka = settings.kafka
+    await publish_poison(kafka, "s-headers")
+    good = UserMessage(message_id=new_id(), session_id="s-headers", text="still here")
+    async with kafka_producer(kafka, name="test") as producer:
+        await producer.send_and_wait(kafka.user_messages_topic, good.to_bytes(), key=b"s-headers")
+    async with (
+        kafka_consumer(kafka, kafka.memory_events_topic, group_id=None, name="t") as stored,
+        MemoryService(settings, embedder=embedder),
+    ):
+        dead = await dead_letters(kafka, 2)
+        events: list[MemoryStored] = []
+        async with asyncio.timeout(60):
+            while not events:
+                for records in (await stored.getmany(timeout_ms=200)).values():
+                    events.extend(parse_event(r.value) for r in records)  # type: ignore[misc]
+    assert reasons(dead, settings.group_id) == EXPECTED
+    assert [e.message_id for e in events] == [good.message_id]
