@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import typer
 from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
@@ -49,10 +48,8 @@ def qdrant_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(*args: str) -> Any:
-    app = typer.Typer()
-    app.command("ingest")(cli.ingest)
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    return result
+    """`tidings ingest ARGS` (the `ingest` group as the CLI mounts it)."""
+    return CliRunner().invoke(cli.ingest, list(args), catch_exceptions=False)
 
 
 def chunks(path: Path) -> list[dict[str, Any]]:
@@ -145,8 +142,22 @@ def test_the_sample_knowledge_base_loads(qdrant_path: Path) -> None:
 
 def test_usage_errors_are_explained() -> None:
     assert "nothing to ingest" in run().output
+    assert "nothing to ingest" in run("files").output
     assert "needs --url and --space" in run("confluence", "--url", "http://x").output
-    assert "go with `tidings ingest confluence`" in run("docs", "--space", "S").output
+    assert (
+        "goes without --url and --space" in run("confluence", "--export", "d", "--url", "u").output
+    )
+    # Confluence's options belong to its subcommand, not to files.
+    wrong = run("docs", "--space", "S")
+    assert wrong.exit_code == 2 and "No such option" in wrong.output
+
+
+def test_ingest_is_a_group_whose_default_is_files() -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "files" in result.output and "confluence" in result.output
+    assert "--url" in run("confluence", "--help").output
+    assert "--url" not in run("files", "--help").output
 
 
 # --- Confluence -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version as package_version
 from typing import Annotated, Any
 
 import typer
@@ -70,6 +71,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tidings {package_version('tidings')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Tidings: an event-driven LLM support chat (gateway, responder, memory on Kafka)."""
+
+
 topics_app = typer.Typer(help="Create or list the Kafka topics of the event contract.")
 app.add_typer(topics_app, name="topics")
 app.command("lag")(lag_command)

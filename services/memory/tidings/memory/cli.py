@@ -1,4 +1,5 @@
-"""Command-line parts of the memory service: `tidings memory [rebuild]` and `tidings ingest`.
+"""Command-line parts of the memory service: `tidings memory [rebuild]` and `tidings ingest
+[files|confluence]`.
 
 `ingest` writes to Qdrant directly, like `rebuild`. With a Qdrant server (`QDRANT_URL`)
 both run next to the memory worker; in local mode (`QDRANT_PATH`, one process per folder)
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
 
 from tidings.common.cli import fail, load_settings
 from tidings.common.logging import configure_logging
@@ -116,18 +118,54 @@ def rebuild_command(
     )
 
 
-def ingest(
+class _FilesByDefault(TyperGroup):
+    """`tidings ingest PATH...` and `tidings ingest --sample` stay as they were: arguments
+    that do not name a subcommand go to `ingest files`."""
+
+    # `Any`: typer vendors its own click, whose types are not public.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["files", *args]
+        result: list[str] = super().parse_args(ctx, args)
+        return result
+
+
+ingest = typer.Typer(
+    cls=_FilesByDefault,
+    help="Add documents to the knowledge base: files and folders (the default), or a "
+    "Confluence space. Unchanged documents are skipped, deleted ones removed.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_RECREATE_HELP = (
+    "Start a new knowledge collection with only this run's documents "
+    "(after changing the embedding model)."
+)
+
+
+@ingest.command("files")
+def ingest_files(
     targets: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Files and folders (Markdown, HTML, text, PDF), or `confluence` with --url "
-            "--space [--token] or --export.",
-            show_default=False,
-        ),
+        list[Path] | None,
+        typer.Argument(help="Files and folders (Markdown, HTML, text, PDF).", show_default=False),
     ] = None,
     sample: Annotated[
         bool, typer.Option("--sample", help="Ingest the bundled bookstore knowledge base.")
     ] = False,
+    recreate: Annotated[bool, typer.Option("--recreate", help=_RECREATE_HELP)] = False,
+) -> None:
+    """Files and folders, or the bundled sample (`tidings ingest PATH...` runs this).
+
+    Local Qdrant mode: stop the memory worker first (one process per folder).
+    """
+    if not targets and not sample:
+        raise fail("nothing to ingest: give files or folders, --sample, or `confluence`", 2)
+    sources = [sample_source()] if sample else []
+    _run_ingest(sources + [FileSource.of(p) for p in targets or []], None, recreate=recreate)
+
+
+@ingest.command("confluence")
+def ingest_confluence(
     url: Annotated[str | None, typer.Option(help="Confluence base URL.")] = None,
     space: Annotated[str | None, typer.Option(help="Confluence space key.")] = None,
     token: Annotated[
@@ -137,43 +175,34 @@ def ingest(
     export: Annotated[
         Path | None, typer.Option(help="Folder of a Confluence HTML export (instead of --url).")
     ] = None,
-    recreate: Annotated[
-        bool,
-        typer.Option(
-            "--recreate",
-            help="Start a new knowledge collection with only this run's documents "
-            "(after changing the embedding model).",
-        ),
-    ] = False,
+    recreate: Annotated[bool, typer.Option("--recreate", help=_RECREATE_HELP)] = False,
 ) -> None:
-    """Add documents to the knowledge base; unchanged ones are skipped, deleted ones removed.
+    """A Confluence space, through its REST API (--url, --space) or an HTML export (--export).
 
     Local Qdrant mode: stop the memory worker first (one process per folder).
     """
-    paths = list(targets or [])
-    confluence: ConfluenceSpace | None = None
-    if paths[:1] == ["confluence"]:
-        paths = paths[1:]
-        if export is not None:
-            paths.append(str(export))
-        elif url and space:
-            confluence = ConfluenceSpace(
-                url=url, space=space, token=token, page_size=CONFLUENCE_PAGE_SIZE
-            )
-        else:
-            raise fail("`ingest confluence` needs --url and --space, or --export FOLDER", 2)
-    elif url or space or export:
-        raise fail("--url, --space and --export go with `tidings ingest confluence`", 2)
-    if not paths and not sample and confluence is None:
-        raise fail("nothing to ingest: give files or folders, --sample, or `confluence`", 2)
+    if export is not None:
+        if url or space:
+            raise fail("--export reads a folder: it goes without --url and --space", 2)
+        _run_ingest([FileSource.of(export)], None, recreate=recreate)
+    elif url and space:
+        confluence = ConfluenceSpace(
+            url=url, space=space, token=token, page_size=CONFLUENCE_PAGE_SIZE
+        )
+        _run_ingest([], confluence, recreate=recreate)
+    else:
+        raise fail("`ingest confluence` needs --url and --space, or --export FOLDER", 2)
+
+
+def _run_ingest(
+    sources: list[FileSource], confluence: ConfluenceSpace | None, *, recreate: bool
+) -> None:
     settings = _settings()
     configure_logging("ingest", LogSettings(level="WARNING", format="console"))
     # pypdf warns about every flaw it works around; failures are in the summary table.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     console = Console(stderr=True)
     embedder = _load_embedder(settings, console)
-    sources = [sample_source()] if sample else []
-    sources += [FileSource.of(Path(p)) for p in paths]
     try:
         report = asyncio.run(
             _ingest(settings, embedder, sources, confluence, recreate=recreate, console=console)
