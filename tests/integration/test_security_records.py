@@ -1,23 +1,36 @@
-"""No worker dies on a record: a user message whose `traceparent` header is null or not
-ASCII goes to the dead-letter topic with the reason, and the next message is handled, by the
-responder and by the memory worker alike (real broker)."""
+"""What the workers do with records (real broker): a user message whose `traceparent`
+header is null or not ASCII goes to the dead-letter topic with the reason and the next one
+is handled, by the responder and the memory worker alike (no worker dies on a record); a
+cancel stops an answer only when it names the answer's own session."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka.structs import ConsumerRecord
 from test_responder_support import responses, send
 
-from tidings.common.events import MemoryStored, UserMessage, new_id, parse_event
+from tidings.common.events import (
+    MemoryStored,
+    ResponseDelta,
+    ResponseDone,
+    ResponseError,
+    UserMessage,
+    new_id,
+    parse_event,
+)
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.memory_api import MemoryApiSettings
 from tidings.common.settings import KafkaSettings, LLMSettings, QdrantSettings
+from tidings.gateway.service import GatewayService
+from tidings.gateway.settings import GatewaySettings
 from tidings.memory.embedder import Embedder
 from tidings.memory.service import MemoryService
 from tidings.memory.settings import MemorySettings
+from tidings.responder.llm import BackendSettings
 from tidings.responder.service import ResponderService
 from tidings.responder.settings import ResponderSettings
 
@@ -119,3 +132,51 @@ async def test_the_memory_worker_dead_letters_an_unusable_header_and_stores_the_
                     events.extend(parse_event(r.value) for r in records)  # type: ignore[misc]
     assert reasons(dead, settings.group_id) == EXPECTED
     assert [e.message_id for e in events] == [good.message_id]
+
+
+async def test_a_cancel_naming_another_session_does_not_stop_the_answer(
+    kafka_settings: KafkaSettings,
+) -> None:
+    kafka = kafka_settings
+    settings = ResponderSettings(
+        host="127.0.0.1",
+        port=0,
+        group_id=f"{kafka.topic_prefix}responder",
+        kafka=kafka,
+        llm=LLMSettings(llm_backend="echo", llm_max_tokens=256),
+        backends=BackendSettings(echo_tokens=24, echo_tokens_per_s=8),  # ~3 s per answer
+        memory=MemoryApiSettings(url=""),
+        flush_ms=20,
+    )
+    gateway_settings = GatewaySettings(host="127.0.0.1", port=0, kafka=kafka, memory={"url": ""})
+    async with (
+        responses(kafka) as reader,
+        ResponderService(settings),
+        GatewayService(gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10) as http,
+    ):
+        victim = (await http.post("/chat", json={"message": "Tell me a long story"})).json()
+        own = (await http.post("/chat", json={"message": "Tell me another story"})).json()
+        started = [victim["message_id"], own["message_id"]]
+        await reader.wait_for(
+            lambda: all(
+                any(isinstance(e, ResponseDelta) for e in reader.events.get(m, [])) for m in started
+            ),
+            what="both answers streaming",
+        )
+        # Another session names the victim's message: the gateway cannot tell, the
+        # responder must.
+        stranger = await http.post(
+            f"/chat/{victim['message_id']}/cancel", json={"session_id": own["session_id"]}
+        )
+        mine = await http.post(
+            f"/chat/{own['message_id']}/cancel", json={"session_id": own["session_id"]}
+        )
+        assert (stranger.status_code, mine.status_code) == (202, 202)
+        await reader.wait_for(
+            lambda: all(reader.terminal(m) for m in started), what="both answers ended"
+        )
+
+    assert isinstance(reader.terminal(victim["message_id"]), ResponseDone)
+    stopped = reader.terminal(own["message_id"])
+    assert isinstance(stopped, ResponseError) and stopped.reason == "cancelled"

@@ -13,24 +13,39 @@ from tidings.responder.partition import PartitionWorker, Record
 TP = TopicPartition("user_messages", 0)
 
 
+ALICE = ("s-alice", "alice")
+
+
 def test_a_running_answer_gets_its_event_set() -> None:
     cancels = CancelRegistry()
-    event = cancels.begin("m1")
-    assert cancels.cancel("m1") is True
+    event = cancels.begin("m1", ALICE)
+    assert cancels.cancel("m1", ALICE) is True
     assert event.is_set()
     cancels.end("m1")
     assert not cancels.is_active("m1")
 
 
+def test_a_cancel_from_another_session_or_user_changes_nothing() -> None:
+    cancels = CancelRegistry()
+    event = cancels.begin("m1", ALICE)
+    assert cancels.cancel("m1", ("s-mallory", "mallory")) is False
+    assert cancels.cancel("m1", ("s-alice", "mallory")) is False
+    assert cancels.cancel("m1", ("s-alice", None)) is False
+    assert not event.is_set()
+    cancels.end("m1")
+    cancels.cancel("m2", ("s-mallory", "mallory"))  # early, for someone else's message
+    assert not cancels.begin("m2", ALICE).is_set()
+
+
 def test_a_cancel_before_the_message_is_remembered_and_bounded() -> None:
     cancels = CancelRegistry(remember=2)
-    assert cancels.cancel("early") is False
-    assert cancels.begin("early").is_set()
-    assert not cancels.begin("other").is_set()
+    assert cancels.cancel("early", ALICE) is False
+    assert cancels.begin("early", ALICE).is_set()
+    assert not cancels.begin("other", ALICE).is_set()
     for name in ("a", "b", "c"):
-        cancels.cancel(name)
-    assert not cancels.begin("a").is_set()  # forgotten: the oldest of more than 2
-    assert cancels.begin("c").is_set()
+        cancels.cancel(name, ALICE)
+    assert not cancels.begin("a", ALICE).is_set()  # forgotten: the oldest of more than 2
+    assert cancels.begin("c", ALICE).is_set()
 
 
 def record(offset: int, key: str, value: bytes = b"{}") -> Record:

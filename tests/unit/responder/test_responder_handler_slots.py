@@ -72,7 +72,7 @@ async def test_a_message_waiting_for_a_slot_is_cancelled_at_once() -> None:
     first = asyncio.create_task(handle(record(0, "a")))
     second = asyncio.create_task(handle(record(1, "b")))
     await settle()
-    assert handle.cancels.cancel("b") is True  # waiting for the one slot
+    assert handle.cancels.cancel("b", ("b", None)) is True  # waiting for the one slot
     await asyncio.wait_for(second, 1)
     assert router.cancelled_ids == ["b"]
     router.release.set()

@@ -172,9 +172,9 @@ class ResponderConsumer:
                 worker.add(batch)
                 batch = []
             worker.add_finished(record)
-            if self._cancels.cancel(cancel.message_id):
+            if self._cancels.cancel(cancel.message_id, (cancel.session_id, cancel.user)):
                 log.info("cancel request: stopping the answer", message_id=cancel.message_id)
-            elif worker.expedite(functools.partial(_names, message_id=cancel.message_id)):
+            elif worker.expedite(functools.partial(_names, cancel=cancel)):
                 log.info(
                     "cancel request: message cancelled before its answer",
                     message_id=cancel.message_id,
@@ -339,13 +339,17 @@ def _as_cancel(record: Record) -> CancelRequest | None:
     return event if isinstance(event, CancelRequest) else None
 
 
-def _names(record: Record, message_id: str) -> bool:
-    """True when `record` is the user message `message_id`."""
+def _names(record: Record, cancel: CancelRequest) -> bool:
+    """True when `record` is the user message `cancel` names, in its session and user."""
     value = record.value or b""
-    if message_id.encode() not in value:
+    if cancel.message_id.encode() not in value:
         return False
     try:
         event = parse_inbound_event(value)
     except ValidationError:
         return False
-    return not isinstance(event, CancelRequest) and event.message_id == message_id
+    return (
+        not isinstance(event, CancelRequest)
+        and event.message_id == cancel.message_id
+        and (event.session_id, event.user) == (cancel.session_id, cancel.user)
+    )

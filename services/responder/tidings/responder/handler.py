@@ -74,14 +74,14 @@ class MessageHandler:
             return
         if isinstance(event, CancelRequest):
             # Normally taken on arrival by the fetch loop; harmless when it gets here.
-            self.cancels.cancel(event.message_id)
+            self.cancels.cancel(event.message_id, (event.session_id, event.user))
             return
         with bind(
             session_id=event.session_id,
             message_id=event.message_id,
             trace_id=trace_id_of(parent),
         ):
-            cancel = self.cancels.begin(event.message_id)
+            cancel = self.cancels.begin(event.message_id, (event.session_id, event.user))
             try:
                 if not await self._slot_or_cancel(cancel):
                     await self._publish(
