@@ -44,6 +44,8 @@ def create_app(
         title="Tidings gateway",
         summary="Send chat messages and stream the answers over Server-Sent Events.",
         version="0.2.0",
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
         **_telemetry_option(settings.otel_telemetry),
     )
     bounds = budget_of(settings)

@@ -269,6 +269,15 @@ class GatewaySettings(BaseSettings):
         title="CORS origins",
         description="Origins allowed to call the API from a browser (JSON list); none by default.",
     )
+    docs: bool = Field(
+        default=False,
+        title="Interactive API docs",
+        description=(
+            "Serve Swagger UI at /docs and ReDoc at /redoc (they load scripts from a CDN). Off "
+            "by default, so a deployment does not publish them; the schema itself stays at "
+            "/openapi.json."
+        ),
+    )
     otel_telemetry: bool = Field(
         default=False,
         title="FastAPI OpenTelemetry telemetry",
