@@ -1,11 +1,13 @@
 """What the workers do with records (real broker): a user message whose `traceparent`
 header is null or not ASCII goes to the dead-letter topic with the reason and the next one
 is handled, by the responder and the memory worker alike (no worker dies on a record); a
-cancel stops an answer only when it names the answer's own session."""
+cancel stops an answer only when it names the answer's own session; a message older than
+RESPONDER_MAX_MESSAGE_AGE_S is dropped and counted, not answered."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -180,3 +182,40 @@ async def test_a_cancel_naming_another_session_does_not_stop_the_answer(
     assert isinstance(reader.terminal(victim["message_id"]), ResponseDone)
     stopped = reader.terminal(own["message_id"])
     assert isinstance(stopped, ResponseError) and stopped.reason == "cancelled"
+
+
+async def test_a_message_older_than_the_configured_age_is_dropped_and_counted(
+    kafka_settings: KafkaSettings,
+) -> None:
+    kafka = kafka_settings
+    settings = ResponderSettings(
+        host="127.0.0.1",
+        port=0,
+        group_id=f"{kafka.topic_prefix}responder",
+        kafka=kafka,
+        llm=LLMSettings(llm_backend="echo"),
+        memory=MemoryApiSettings(url=""),
+        max_message_age_s=60,
+    )
+    await ensure_topics(kafka)
+    stale = UserMessage(
+        message_id=new_id(),
+        session_id="s-backlog",
+        text="What is your return policy?",
+        ts=datetime.now(UTC) - timedelta(minutes=10),
+    )
+    async with (
+        responses(kafka) as reader,
+        kafka_producer(kafka, name="test") as producer,
+    ):
+        await producer.send_and_wait(kafka.user_messages_topic, stale.to_bytes(), key=b"s-backlog")
+        async with (
+            ResponderService(settings) as service,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}") as http,
+        ):
+            fresh = await send(producer, kafka, "s-backlog", "What is your return policy?")
+            await reader.until_terminal(fresh)
+            metrics = (await http.get("/metrics")).text
+
+    assert reader.events.get(stale.message_id) is None  # no start, no answer
+    assert "tidings_responder_messages_expired_total 1.0" in metrics

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -50,8 +51,10 @@ class MessageHandler:
         backoff_s: float = 0.5,
         max_concurrency: int = 8,
         cancels: CancelRegistry | None = None,
+        max_age_s: float = 0.0,
     ) -> None:
         self.cancels = cancels or CancelRegistry()
+        self._max_age = timedelta(seconds=max_age_s) if max_age_s > 0 else None
         self._slots = asyncio.Semaphore(max_concurrency)
         self._draining = asyncio.Event()
         self._router = router
@@ -75,6 +78,10 @@ class MessageHandler:
         if isinstance(event, CancelRequest):
             # Normally taken on arrival by the fetch loop; harmless when it gets here.
             self.cancels.cancel(event.message_id, (event.session_id, event.user))
+            return
+        if self._max_age is not None and datetime.now(UTC) - event.ts > self._max_age:
+            metrics.EXPIRED.inc()
+            log.info("message too old, dropped unanswered", message_id=event.message_id)
             return
         with bind(
             session_id=event.session_id,

@@ -51,6 +51,11 @@ DEAD_LETTERED = Counter(
     metric_name("responder_dead_lettered_total"),
     "user_messages records sent to the dead-letter topic.",
 )
+EXPIRED = Counter(
+    metric_name("responder_messages_expired"),
+    "User messages dropped unanswered: older than RESPONDER_MAX_MESSAGE_AGE_S when their turn "
+    "came.",
+)
 ABANDONED = Counter(
     metric_name("responder_abandoned_total"),
     "Answers abandoned uncommitted (rebalance or shutdown); they are redelivered.",

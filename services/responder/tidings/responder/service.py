@@ -104,6 +104,7 @@ class ResponderService:
                 max_attempts=settings.max_attempts,
                 max_concurrency=settings.max_concurrency,
                 cancels=self.cancels,
+                max_age_s=settings.max_message_age_s,
             )
             self._consumer = ResponderConsumer(
                 consumer,

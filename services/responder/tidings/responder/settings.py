@@ -79,6 +79,17 @@ class ResponderSettings(BaseSettings):
             "only RESPONDER_MAX_CONCURRENCY limits."
         ),
     )
+    max_message_age_s: float = Field(
+        default=300.0,
+        ge=0,
+        title="Oldest message answered (s)",
+        description=(
+            "A message older than this when its turn comes is dropped unanswered and counted "
+            "(tidings_responder_messages_expired_total): after a flood, nobody waits for "
+            "those answers any more (the gateway gives up after GATEWAY_ANSWER_START_TIMEOUT_S)."
+            " 0 answers messages however old."
+        ),
+    )
     max_backlog: int = Field(
         default=64,
         ge=1,
