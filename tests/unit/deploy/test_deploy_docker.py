@@ -267,3 +267,44 @@ def test_healthcheck_script_fails_when_nothing_listens() -> None:
 def test_images_are_named_after_their_dockerfiles() -> None:
     assert {p.name.removesuffix(".Dockerfile") for p in DOCKER.glob("*.Dockerfile")} == set(PORTS)
     assert Path(DOCKER / "healthcheck.py").is_file()
+
+
+def test_each_lock_satisfies_pyproject(service: str) -> None:
+    """A dependency added to pyproject.toml and not locked (run `make lock`) fails here."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = {canonicalize_name(n): v for n, v in _locked(service).items()}
+    environment = {"python_version": "3.11", "sys_platform": "linux", "extra": service}
+    stale = []
+    for line in [*project["dependencies"], *EXTRAS[service]]:
+        requirement = Requirement(line)
+        if requirement.marker and not requirement.marker.evaluate(environment):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name == "torch" and service == "memory":
+            continue  # installed from PyTorch's CPU index (the Dockerfile), not locked
+        version = locked.get(name)
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            stale.append(f"{line} (locked: {version})")
+    assert not stale, f"requirements/{service}.txt is stale, run `make lock`: {stale}"
+
+
+def test_the_development_lock_satisfies_every_extra() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = {canonicalize_name(n): v for n, v in _locked("dev").items()}
+    stale = []
+    for extra, lines in {"": project["dependencies"], **EXTRAS}.items():
+        environment = {"python_version": "3.11", "sys_platform": "linux", "extra": extra}
+        for line in lines:
+            requirement = Requirement(line)
+            if requirement.marker and not requirement.marker.evaluate(environment):
+                continue
+            version = locked.get(canonicalize_name(requirement.name))
+            if version is None or not requirement.specifier.contains(version, prereleases=True):
+                stale.append(f"{line} (locked: {version})")
+    assert not stale, f"requirements/dev.txt is stale, run `make lock`: {stale}"
