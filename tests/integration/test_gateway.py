@@ -263,7 +263,10 @@ async def test_broker_outage_is_a_quick_503_not_a_hang(
     private_broker: Broker,
 ) -> None:
     kafka = KafkaSettings(
-        bootstrap_servers=private_broker.bootstrap, topic_partitions=1, request_timeout_ms=1000
+        broker="tansu",  # a Tansu of the test's own (broker_compat on)
+        bootstrap_servers=private_broker.bootstrap,
+        topic_partitions=1,
+        request_timeout_ms=1000,
     )
     settings = GatewaySettings(host="127.0.0.1", port=0, kafka=kafka, publish_timeout_s=1)
     async with (

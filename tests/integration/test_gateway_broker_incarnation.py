@@ -141,6 +141,7 @@ async def test_resumes_across_a_broker_that_lost_its_log_show_each_answer_once(
     broker: Broker,
 ) -> None:
     kafka = KafkaSettings(
+        broker="tansu",  # a Tansu of the test's own (broker_compat on)
         bootstrap_servers=broker.bootstrap,
         topic_prefix="inc-",
         topic_partitions=1,

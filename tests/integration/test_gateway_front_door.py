@@ -181,7 +181,10 @@ async def test_broker_outage_503_fast_streams_told_then_recovery_without_restart
     restartable_broker: Broker,
 ) -> None:
     kafka = KafkaSettings(
-        bootstrap_servers=restartable_broker.bootstrap, topic_partitions=2, request_timeout_ms=2000
+        broker="tansu",  # a Tansu of the test's own (broker_compat on)
+        bootstrap_servers=restartable_broker.bootstrap,
+        topic_partitions=2,
+        request_timeout_ms=2000,
     )
     settings = GatewaySettings(
         host="127.0.0.1",

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from test_gateway import answer_events, publish_answer, read_sse, wait_until
 
-from tidings.common.kafka import kafka_producer
+from tidings.common.kafka import ensure_topics, kafka_producer
 from tidings.common.settings import KafkaSettings
 from tidings.gateway.service import GatewayService
 from tidings.gateway.settings import GatewaySettings
@@ -42,6 +42,7 @@ async def replicas(kafka_settings: KafkaSettings) -> AsyncIterator[tuple[Replica
 
 @pytest.fixture
 async def responder(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    await ensure_topics(kafka_settings)  # Kafka, as compose runs it, creates no topic itself
     async with kafka_producer(kafka_settings, name="test-responder") as producer:
         yield producer
 

@@ -39,7 +39,10 @@ async def commit_old_position(kafka: KafkaSettings, group: str, offset: int) -> 
 
 async def test_messages_after_a_broker_restart_are_answered(broker: Broker) -> None:  # noqa: F811
     kafka = KafkaSettings(
-        bootstrap_servers=broker.bootstrap, topic_prefix="restart-", topic_partitions=1
+        broker="tansu",  # a Tansu of the test's own (broker_compat on)
+        bootstrap_servers=broker.bootstrap,
+        topic_prefix="restart-",
+        topic_partitions=1,
     )
     settings = ResponderSettings(
         host="127.0.0.1",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from tidings.common.kafka import ensure_topics, kafka_consumer, topic_partitions_of
+from tidings.common.kafka import describe_partitions, ensure_topics, kafka_consumer
 from tidings.common.logging import get_logger
 from tidings.memory.batch import parsers_for, plan_batch
 from tidings.memory.collection import (
@@ -70,9 +70,13 @@ async def rebuild(
         report = RebuildReport(collection=concrete, previous=None)
         store = TurnStore(qdrant, concrete)
         async with kafka_consumer(settings.kafka, group_id=None, name="rebuild") as consumer:
-            await consumer.topics()  # loads the metadata partitions_for_topic reads
             topics = [settings.kafka.user_messages_topic, settings.kafka.model_responses_topic]
-            partitions = topic_partitions_of(consumer, topics)
+            described = await describe_partitions(settings.kafka, topics)
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in topics
+                for partition in described.get(topic, ())
+            ]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             replay = _Replay(consumer, store, embedder, settings, report, report_progress)
