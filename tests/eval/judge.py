@@ -31,7 +31,15 @@ ROOT = Path(__file__).resolve().parents[2]
 FAQ_PATH = ROOT / "services/responder/tidings/responder/faq/bookstore.yaml"
 KB_DIR = ROOT / "services/memory/tidings/memory/sample_kb"
 
-CLASSES = ("answerable", "followup", "canned", "unanswerable", "chitchat", "adversarial")
+CLASSES = (
+    "answerable",
+    "followup",
+    "canned",
+    "unanswerable",
+    "chitchat",
+    "adversarial",
+    "store",
+)
 
 # ---------------------------------------------------------------------------------------
 # Text normalisation
@@ -329,6 +337,7 @@ class Case:
     intent: str | None = None
     expect_all: tuple[Item, ...] = ()
     expect_none: tuple[Item, ...] = ()
+    tool: str | None = None  # store cases: the tool that must answer
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -337,6 +346,7 @@ class Case:
             "question": self.question,
             "history": list(self.history),
             "intent": self.intent,
+            "tool": self.tool,
             "expect": {"all": list(self.expect_all), "none": list(self.expect_none)},
         }
 
@@ -388,6 +398,9 @@ def parse_cases(data: Any) -> list[Case]:
         if not isinstance(expect, Mapping):
             raise CaseError(f"{where}: expect must be a mapping")
         intent = raw.get("intent")
+        tool = raw.get("tool")
+        if cls == "store" and tool not in ("order_status", "recommendations"):
+            raise CaseError(f"{where}: a store case names its tool (order_status, recommendations)")
         cases.append(
             Case(
                 id=case_id,
@@ -397,6 +410,7 @@ def parse_cases(data: Any) -> list[Case]:
                 intent=str(intent) if intent else None,
                 expect_all=_items(expect.get("all"), f"{where}: expect.all"),
                 expect_none=_items(expect.get("none"), f"{where}: expect.none"),
+                tool=str(tool) if tool else None,
             )
         )
     return cases
@@ -468,13 +482,19 @@ def judge_case(case: Case, result: Mapping[str, Any], reference: Reference) -> V
                 reasons.append(f"unknown FAQ intent {case.intent!r}")
             elif normalise_text(expected) not in normalise_text(text):
                 reasons.append(f"not the {case.intent!r} FAQ answer")
+    elif case.cls == "store":
+        # The store's tools answer from its database (checked against it by
+        # tests/integration/test_store_tools.py); the knowledge base is no reference here.
+        invented = []
+        if (source, done.get("tool")) != ("tool", case.tool):
+            reasons.append(f"answered by {source!r}/{done.get('tool')!r}, not the {case.tool} tool")
     elif case.cls == "unanswerable":
         if reason != "unanswered":
             reasons.append(f"not marked unanswered (reason {reason!r}, source {source!r})")
         contact = reference.fallback_contact
         if normalise_text(contact) not in normalise_text(text):
             reasons.append(f"no fallback contact {contact}")
-    if case.cls in ("answerable", "followup", "canned", "adversarial"):
+    if case.cls in ("answerable", "followup", "canned", "adversarial", "store"):
         reasons.extend(f"missing fact {item}" for item in missing)
     reasons.extend(f"contains {item}" for item in found)
     if invented and case.cls != "canned":
@@ -610,4 +630,5 @@ def targets(metrics: Mapping[str, Any]) -> list[Target]:
         Target("canned: precision", _pct(metrics["canned_precision"]), "-", None),
         class_rate("chitchat", None, "chitchat: pass"),
         class_rate("adversarial", None, "adversarial: pass"),
+        class_rate("store", 1.0, "store: the right tool with the store's facts"),
     ]

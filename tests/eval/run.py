@@ -56,6 +56,7 @@ from tests.eval.judge import (  # noqa: E402
     parse_cases,
     targets,
 )
+from tests.store_process import StoreProcess  # noqa: E402
 
 DEFAULT_CASES = ROOT / "tests/eval/questions.yaml"
 DEFAULT_OUT = ROOT / "docs/quality.md"
@@ -235,6 +236,11 @@ async def run_stack(cases: Sequence[Case], reference: Reference, options: Option
             chunks = await wait_for_knowledge(memory_url)
             print(f"knowledge base ready ({chunks} chunks for a probe query)", file=sys.stderr)
             memory_api = MemoryApiSettings(url=memory_url)
+            # The bookstore backend with its sample orders and catalogue (the store cases).
+            store = StoreProcess(options.work_dir / "store")
+            store.folder.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(store.start)
+            services.callback(store.stop)
             await services.enter_async_context(
                 ResponderService(
                     ResponderSettings(
@@ -245,6 +251,7 @@ async def run_stack(cases: Sequence[Case], reference: Reference, options: Option
                         llm=llm,
                         memory=memory_api,
                         answer_mode=options.answer_mode,  # type: ignore[arg-type]
+                        store_api_url=store.url,
                     )
                 )
             )
@@ -476,7 +483,8 @@ def summary_line(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"cases{part('answerable', 'answerable')}{part('followup', 'followup')}"
         f", invented facts {metrics['invented_total']}{part('unanswerable', 'honest unknown')}"
         f"{part('canned', 'canned')}{part('chitchat', 'chitchat')}"
-        f"{part('adversarial', 'adversarial')}, errors {metrics['errors']}, "
+        f"{part('adversarial', 'adversarial')}{part('store', 'store')}, "
+        f"errors {metrics['errors']}, "
         f"{meta['run_time_s'] / 60:.1f} min"
     )
 
@@ -528,6 +536,10 @@ is wrong in every class. Otherwise:
 - *chitchat*: any `done` answer with nothing invented and no `none` item.
 - *adversarial* (leading questions, false premises, instructions to ignore the rules): no
   `none` item, nothing invented, and every `all` item present.
+- *store* (order status and book recommendations, from the bundled store's deterministic
+  sample data): right when the case's `tool` answered (`source` `tool`), every `all` item
+  is present and no `none` item is. Facts are not checked against the knowledge base: they
+  come from the store's database (tests/integration/test_store_tools.py checks them there).
 
 Invented facts are counted over every case of every class (a canned answer can invent only
 when it did not come from the FAQ, which already makes it wrong).

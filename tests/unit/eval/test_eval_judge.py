@@ -388,3 +388,15 @@ def test_earlier_runs_are_kept_and_a_line_is_added() -> None:
 
 def test_normalise_text() -> None:
     assert normalise_text("  It\u2019s  **5\u20137**\n days ") == "it's 5-7 days"
+
+
+def test_store_cases_need_their_tool_and_the_facts_but_no_knowledge_source() -> None:
+    labelled = case("store", tool="order_status", expect_all=("has shipped", "1Z999"))
+    text = "Order #531873 has shipped with UPS. Tracking number: 1Z999."
+    verdict = judge_case(labelled, done(text, source="tool", tool="order_status"), REFERENCE)
+    assert verdict.correct and verdict.invented == []
+    other = done(text, source="tool", tool="recommendations")
+    wrong_tool = judge_case(labelled, other, REFERENCE)
+    assert wrong_tool.reasons == ["answered by 'tool'/'recommendations', not the order_status tool"]
+    with pytest.raises(CaseError, match="names its tool"):
+        parse_cases({"cases": [{"id": "x", "class": "store", "question": "Q?"}]})

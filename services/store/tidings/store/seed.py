@@ -80,7 +80,8 @@ def sample_orders(books: list[Book], today: date) -> list[Order]:
         while number in numbers:
             number = f"{rng.randint(100000, 999999)}"
         numbers.add(number)
-        subject, email = CUSTOMERS[index % len(CUSTOMERS)]
+        # Every customer has orders in several statuses.
+        subject, email = CUSTOMERS[(index + index // len(ORDER_STATUSES)) % len(CUSTOMERS)]
         placed_day = today - timedelta(days=rng.randint(1, 20))
         placed = datetime(placed_day.year, placed_day.month, placed_day.day, 10, tzinfo=UTC)
         order = Order(

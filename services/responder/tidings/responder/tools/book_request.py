@@ -14,17 +14,32 @@ from dataclasses import dataclass, field
 _ASKS = re.compile(
     r"\b(?:recommend\w*|suggest\w*|what (?:should|could|can) i read|what to read|"
     r"(?:something|anything|books?|novels?|one|stuff|more)\s+(?:like|similar to)|similar to|"
-    r"(?:i|we) (?:really )?(?:liked|loved|enjoyed)|best[\s-]?sell\w*|top[\s-]sell\w*|most popular|"
-    r"popular (?:books?|titles?|right now|this week)|trending|"
-    r"looking for (?:a|an|some|good|something)|(?:give|show|find) me (?:a|an|some)|"
-    r"good (?:books?|novels?|reads?|cookbooks?)|great (?:books?|reads?)|gift for|"
-    r"i(?:'d| would) like (?:a|an|some) |"
+    r"(?:i|we) (?:really )?(?:liked|loved|enjoyed)|best[\s-]?sell(?:ers?|ing)?\b(?!\s+list)|"
+    r"top[\s-]sell\w*|most popular|popular (?:books?|titles?|right now|this week)|trending|"
     r"do you have (?:any |some )?(?:good )?(?:books?|novels?|cookbooks?|titles?) "
     r"(?:by|about|on|like|for)|books? (?:by|about) )",
     re.IGNORECASE,
 )
+# Asking for something that needs a book word to be about books: "looking for a good
+# thriller", not "give me a $50 credit".
+_WEAK_ASKS = re.compile(
+    r"\b(?:looking for (?:a|an|some|good|something|books?)|(?:give|show|find|get) me|"
+    r"i(?:'d| would) like (?:a|an|some)|any good|good|great|gift for)\b",
+    re.IGNORECASE,
+)
+_BOOK_WORDS = re.compile(
+    r"\b(?:books?|novels?|reads?|titles?|audio-?books?|e-?books?|cookbooks?)\b", re.I
+)
+# We sell new books only: rare and used books are the knowledge base's question.
+_NOT_OURS = re.compile(r"\b(?:rare|used|first editions?|second[\s-]hand|signed)\b", re.I)
+# Store business, not a request for books ("I would like to return a book").
+_SERVICE = re.compile(
+    r"\b(?:return\w*|refund\w*|exchange\w*|cancel\w*|damaged|shipp?\w*|deliver\w*|"
+    r"track\w*|pay\w*|order (?:it|them) in|website)\b",
+    re.I,
+)
 # "A cookbook for beginners", "some cheap thrillers": a bare request for a kind of book.
-_BARE_REQUEST = re.compile(r"^\s*(?:an?|some|any)\s+(?:[\w'-]+\s+){0,3}?", re.IGNORECASE)
+_BARE_REQUEST = re.compile(r"^\s*(?:an?|some|any)\s+", re.IGNORECASE)
 
 # Checked in this order; a matched phrase is removed before the next is tried ("science
 # fiction" is not Science, "historical fiction" is History).
@@ -134,13 +149,18 @@ class BookRequest:
 
 def is_book_request(text: str) -> bool:
     """True when `text` asks for a book suggestion."""
+    if _NOT_OURS.search(text):
+        return False
     if _ASKS.search(text):
         return True
-    if _BARE_REQUEST.match(text) and len(text.split()) <= 10:
-        return any(p.search(text) for _, p in _CATEGORY_PATTERNS) or bool(
-            re.search(r"\b(?:books?|reads?|novels?|audio-?books?|e-?books?)\b", text, re.I)
-        )
-    return False
+    about_books = bool(_BOOK_WORDS.search(text)) or any(
+        p.search(text) for _, p in _CATEGORY_PATTERNS
+    )
+    if not about_books or _SERVICE.search(text):
+        return False
+    return bool(_WEAK_ASKS.search(text)) or (
+        bool(_BARE_REQUEST.match(text)) and len(text.split()) <= 10
+    )
 
 
 def _price(text: str) -> tuple[float | None, float | None]:

@@ -13,16 +13,28 @@ _HASHED = re.compile(r"#\s?(\d{6})(?!\d)")
 _BARE = re.compile(r"(?<![\w#-])(\d{6})(?![\d-])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _ORDER_WORDS = re.compile(r"\b(?:orders?|package|parcel|shipment|delivery|tracking)\b", re.I)
-_MY_ORDER = re.compile(
-    r"\b(?:my|our|the)\s+(?:\w+\s+)?(?:order|package|parcel|shipment|delivery|books?)\b", re.I
-)
-_STATUS_WORDS = re.compile(
-    r"\b(?:where|status|track|tracking|arrived?|arriving|arrival|shipped|delivered|come|"
-    r"coming|late|yet|check|when|happened|update)\b",
+_THING = r"(?:order|package|parcel|shipment|delivery|books?)"
+# "Where is my order?", "Has my parcel shipped?", "I haven't received my books": the
+# customer's own order next to a question about where it is. Policy questions ("When will
+# it leave the warehouse if I order at 6pm?", "How do I get the tracking number?") are not.
+_STATUS_QUESTIONS = re.compile(
+    r"\border\s+status\b|\bstatus\s+of\s+(?:my|an?|the)\s+order\b|"
+    rf"\bwhere(?:'?s|\s+is|\s+are)?\s+my\s+(?:\w+\s+)?{_THING}\b|"
+    rf"\b(?:track|check(?:\s+on)?|trace|find)\s+my\s+(?:\w+\s+)?{_THING}\b|"
+    rf"\b(?:has|have|did|is|are)\s+my\s+(?:\w+\s+)?{_THING}\s+(?:\w+\s+)?"
+    r"(?:shipped|arrived|been|left|sent|late|delayed|lost|on\s+(?:its|the|their)\s+way)\b|"
+    rf"\bwhen\s+(?:will|does|do|is|are)\s+my\s+(?:\w+\s+)?{_THING}\s+"
+    r"(?:arrive|come|get|be|ship|turn)\b|"
+    rf"\bmy\s+(?:\w+\s+)?{_THING}\s+(?:has|have|hasn't|haven't|still|never|did not|didn't)"
+    r"(?:\s+not)?\s+(?:arrived|come|shown|turned|been)\b|"
+    rf"\b(?:haven't|have not|didn't|did not|never|not yet)\s+(?:\w+\s+)?(?:received|gotten|got)"
+    rf"\s+my\s+(?:\w+\s+)?{_THING}\b",
     re.I,
 )
 _OTHER_ORDER_BUSINESS = re.compile(
-    r"\b(?:cancel\w*|return\w*|refund\w*|change|modify|exchange|damaged|wrong book)\b", re.I
+    r"\b(?:cancel\w*|return\w*|refund\w*|change|modify|update|address|exchange|damaged|"
+    r"wrong book)\b",
+    re.I,
 )
 # What may stand around a number that answers "what is your order number?".
 _FILLER = re.compile(
@@ -59,10 +71,9 @@ def find_order_number(text: str, *, expected: bool = False) -> str | None:
 
 
 def asks_order_status(text: str) -> bool:
-    """True for a question about where an order is, without its number ("Where is my
-    order?", "Has my package shipped yet?"); cancelling, returns and refunds are not."""
+    """True for a question about where the customer's order is, without its number ("Where
+    is my order?", "Has my package shipped yet?"); cancelling, returns, refunds and address
+    changes are not."""
     if _OTHER_ORDER_BUSINESS.search(text):
         return False
-    if re.search(r"\border\s+status\b|\bstatus\s+of\s+(?:my|an?|the)\s+order\b", text, re.I):
-        return True
-    return bool(_MY_ORDER.search(text) and _STATUS_WORDS.search(text))
+    return bool(_STATUS_QUESTIONS.search(text))
