@@ -6,10 +6,12 @@ server that answers like Confluence's REST API (pagination included).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,9 +49,9 @@ def qdrant_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def run(*args: str) -> Any:
+def run(*args: str, env: dict[str, str] | None = None) -> Any:
     """`tidings ingest ARGS` (the `ingest` group as the CLI mounts it)."""
-    return CliRunner().invoke(cli.ingest, list(args), catch_exceptions=False)
+    return CliRunner().invoke(cli.ingest, list(args), catch_exceptions=False, env=env)
 
 
 def chunks(path: Path) -> list[dict[str, Any]]:
@@ -172,10 +174,16 @@ class FakeConfluence:
     pages: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (title, body)
     requests: list[tuple[str, dict[str, list[str]], str | None]] = field(default_factory=list)
     base: str = ""
+    email: str | None = None  # Confluence Cloud: Basic auth with e-mail and API token
+    link_base: str | None = None  # what `_links.base` says (default: this server)
+    next_host: str | None = None  # where `_links.next` points (default: relative)
 
     def answer(self, path: str, query: dict[str, list[str]], auth: str | None) -> tuple[int, Any]:
         self.requests.append((path, query, auth))
-        if auth != f"Bearer {self.token}":
+        expected = f"Bearer {self.token}"
+        if self.email:
+            expected = "Basic " + base64.b64encode(f"{self.email}:{self.token}".encode()).decode()
+        if auth != expected:
             return 401, {"message": "unauthorized"}
         if path != "/wiki/rest/api/content" or query.get("spaceKey") != [self.space]:
             return 404, {"message": "not found"}
@@ -192,19 +200,18 @@ class FakeConfluence:
             }
             for page_id in ids[start : start + limit]
         ]
-        links: dict[str, str] = {"base": f"{self.base}/wiki", "context": "/wiki"}
+        links: dict[str, str] = {"base": self.link_base or f"{self.base}/wiki", "context": "/wiki"}
         if start + limit < len(ids):
             links["next"] = (
-                f"/rest/api/content?spaceKey={self.space}&type=page"
+                f"{self.next_host or ''}/rest/api/content?spaceKey={self.space}&type=page"
                 f"&expand=body.storage,version&start={start + limit}&limit={limit}"
             )
         return 200, {"results": results, "start": start, "limit": limit, "size": len(results),
                      "_links": links}  # fmt: skip
 
 
-@pytest.fixture
-def confluence() -> Iterator[FakeConfluence]:
-    fake = FakeConfluence()
+@contextmanager
+def serving(fake: FakeConfluence) -> Iterator[FakeConfluence]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -226,21 +233,32 @@ def confluence() -> Iterator[FakeConfluence]:
     fake.base = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
-def ingest_space(fake: FakeConfluence, token: str | None = None) -> Any:
+@pytest.fixture
+def confluence() -> Iterator[FakeConfluence]:
+    with serving(FakeConfluence()) as fake:
+        yield fake
+
+
+def ingest_space(fake: FakeConfluence, token: str | None = None, *args: str) -> Any:
+    # A local test server speaks plain HTTP: allowed explicitly. The token comes from the
+    # environment, never from the command line.
     return run(
         "confluence",
         "--url",
         f"{fake.base}/wiki",
         "--space",
         fake.space,
-        "--token",
-        token or fake.token,
+        "--allow-http",
+        *args,
+        env={"CONFLUENCE_TOKEN": token or fake.token},
     )
 
 
@@ -312,3 +330,62 @@ def test_pagination_without_a_next_link_falls_back_to_start_plus_limit() -> None
     assert _next_request(
         {"next": "/rest/api/content?start=2"}, "https://wiki.example", url, params, 2
     ) == ("https://wiki.example/rest/api/content?start=2", None)
+
+
+def test_the_token_goes_nowhere_but_the_configured_host(
+    qdrant_path: Path, confluence: FakeConfluence, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "CONFLUENCE_PAGE_SIZE", 1)
+    confluence.pages = {"101": ("Refunds", "<p>30 days.</p>"), "102": ("Hours", "<p>9-5.</p>")}
+    with serving(FakeConfluence()) as elsewhere:
+        confluence.next_host = elsewhere.base
+        next_elsewhere = ingest_space(confluence)
+        confluence.next_host = None
+        confluence.link_base = f"{elsewhere.base}/wiki"
+        base_elsewhere = ingest_space(confluence)
+
+    for result in (next_elsewhere, base_elsewhere):
+        assert result.exit_code == 1
+        assert "not followed" in result.output
+    assert elsewhere.requests == []  # never asked, so never given the token
+    # Only what the configured host served was kept (its first page, before the link).
+    assert {c["source"].split("/pages/")[0] for c in chunks(qdrant_path)} == {
+        f"{confluence.base}/wiki/spaces/SUP"
+    }
+
+
+def test_plain_http_needs_to_be_allowed_and_the_token_is_no_argument(
+    qdrant_path: Path, confluence: FakeConfluence
+) -> None:
+    refused = run("confluence", "--url", f"{confluence.base}/wiki", "--space", "SUP")
+    as_argument = run("confluence", "--url", "https://wiki.example", "--space", "S", "--token", "t")
+
+    assert refused.exit_code == 2 and "plain HTTP" in refused.output
+    assert confluence.requests == []
+    assert as_argument.exit_code == 2 and "No such option" in as_argument.output
+
+
+def test_a_token_file_and_confluence_clouds_basic_auth(
+    qdrant_path: Path, confluence: FakeConfluence, tmp_path: Path
+) -> None:
+    confluence.pages = {"101": ("Refunds", "<p>Within 30 days.</p>")}
+    confluence.email = "support@shop.example"
+    token_file = tmp_path / "token"
+    token_file.write_text(confluence.token + "\n")
+
+    result = run(
+        "confluence",
+        "--url",
+        f"{confluence.base}/wiki",
+        "--space",
+        confluence.space,
+        "--allow-http",
+        "--token-file",
+        str(token_file),
+        "--email",
+        confluence.email,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert [c["title"] for c in chunks(qdrant_path)] == ["Refunds"]
+    assert confluence.requests[0][2].startswith("Basic ")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,7 +41,7 @@ from tidings.memory.collection import (
     point_alias,
 )
 from tidings.memory.embedder import Embedder, EmbedderError, TextEmbedder
-from tidings.memory.knowledge.confluence import ConfluenceSpace
+from tidings.memory.knowledge.confluence import ConfluenceError, ConfluenceSpace
 from tidings.memory.knowledge.ingest import FileSource, Ingestor, IngestReport, sample_source
 from tidings.memory.knowledge.store import PAYLOAD_INDEXES, KnowledgeStore
 from tidings.memory.settings import MemorySettings
@@ -168,10 +169,27 @@ def ingest_files(
 def ingest_confluence(
     url: Annotated[str | None, typer.Option(help="Confluence base URL.")] = None,
     space: Annotated[str | None, typer.Option(help="Confluence space key.")] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(envvar="CONFLUENCE_TOKEN", help="Confluence personal access token."),
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the token (else CONFLUENCE_TOKEN): a personal access token, "
+            "or with --email a Confluence Cloud API token. Never on the command line, where "
+            "`ps` shows it."
+        ),
     ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CONFLUENCE_EMAIL",
+            help="Confluence Cloud: the account's e-mail; the token is then sent as Basic auth.",
+        ),
+    ] = None,
+    allow_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-http", help="Accept a plain http:// URL (the token travels unencrypted)."
+        ),
+    ] = False,
     export: Annotated[
         Path | None, typer.Option(help="Folder of a Confluence HTML export (instead of --url).")
     ] = None,
@@ -186,12 +204,27 @@ def ingest_confluence(
             raise fail("--export reads a folder: it goes without --url and --space", 2)
         _run_ingest([FileSource.of(export)], None, recreate=recreate)
     elif url and space:
-        confluence = ConfluenceSpace(
-            url=url, space=space, token=token, page_size=CONFLUENCE_PAGE_SIZE
-        )
+        try:
+            confluence = ConfluenceSpace(
+                url=url,
+                space=space,
+                token=_confluence_token(token_file),
+                email=email,
+                allow_http=allow_http,
+                page_size=CONFLUENCE_PAGE_SIZE,
+            )
+        except (ConfluenceError, OSError) as exc:
+            raise fail(str(exc), 2) from None
         _run_ingest([], confluence, recreate=recreate)
     else:
         raise fail("`ingest confluence` needs --url and --space, or --export FOLDER", 2)
+
+
+def _confluence_token(token_file: Path | None) -> str | None:
+    """The token from `--token-file`, else from CONFLUENCE_TOKEN (never from argv)."""
+    if token_file is not None:
+        return token_file.read_text().strip() or None
+    return os.environ.get("CONFLUENCE_TOKEN") or None
 
 
 def _run_ingest(

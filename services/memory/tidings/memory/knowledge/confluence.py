@@ -3,13 +3,19 @@
 `GET {url}/rest/api/content?spaceKey=&type=page&expand=body.storage,version` lists the
 pages with their storage-format bodies, a page of results at a time; the next page is
 `_links.next` (relative to `_links.base`), or `start + limit` when a server leaves the link
-out. Authentication is a bearer token (a personal access token). A page whose body cannot
-be read is reported as a failure; the listing goes on.
+out. A page whose body cannot be read is reported as a failure; the listing goes on.
+
+Authentication: a bearer token (a Server or Data Center personal access token), or Basic
+with an e-mail and an API token (Confluence Cloud). The credential goes to the configured
+host only: every request, and every link the server answers with, must be on the URL's own
+scheme, host and port (a `_links.next` or `_links.base` elsewhere ends the listing), and the
+URL must be https unless plain HTTP is explicitly allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +43,48 @@ class ConfluenceSpace:
     space: str
     token: str | None = None
     page_size: int = 25
+    email: str | None = None
+    """With `token`: Basic auth as Confluence Cloud wants it (e-mail + API token)."""
+    allow_http: bool = False
+
+    def __post_init__(self) -> None:
+        parts = httpx.URL(self.url)
+        if parts.scheme not in ("https", "http") or not parts.host:
+            raise ConfluenceError(f"{self.url!r} is not an http(s) URL")
+        if parts.scheme == "http" and not self.allow_http:
+            raise ConfluenceError(
+                f"{self.url} is plain HTTP: the token would travel unencrypted "
+                "(use https, or allow plain HTTP explicitly)"
+            )
 
     @property
     def root(self) -> str:
         """The ingest root: pages that disappear from the space are removed."""
         return f"confluence:{self.url.rstrip('/')}:{self.space}"
+
+    def headers(self) -> dict[str, str]:
+        """The request headers, with the credential."""
+        headers = {"Accept": "application/json"}
+        if self.token and self.email:
+            basic = base64.b64encode(f"{self.email}:{self.token}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        elif self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def pinned(self, url: str) -> str:
+        """`url` when it is on the configured scheme, host and port; else ConfluenceError."""
+        if _origin(url) != _origin(self.url):
+            raise ConfluenceError(
+                f"the server pointed to {_origin(url)}, not {_origin(self.url)}: not followed "
+                "(the credential goes to the configured host only)"
+            )
+        return url
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = httpx.URL(url)
+    return parts.scheme, parts.host, parts.port
 
 
 class ConfluenceListing:
@@ -79,6 +122,7 @@ class ConfluenceListing:
                 raise ConfluenceError(f"{url}: the answer has no 'results' list")
             links = body.get("_links") or {}
             link_base = str(links.get("base") or base).rstrip("/")
+            space.pinned(link_base)
             for page in results:
                 self.pages_seen += 1
                 yield page_document(page, space, link_base)
@@ -86,9 +130,8 @@ class ConfluenceListing:
         self.complete = True
 
     async def _get(self, url: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
-        if self._space.token:
-            headers["Authorization"] = f"Bearer {self._space.token}"
+        headers = self._space.headers()
+        self._space.pinned(url)
         for attempt in range(1, _RETRIES + 1):
             try:
                 response = await self._client.get(url, params=params, headers=headers)
