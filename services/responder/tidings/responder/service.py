@@ -178,9 +178,11 @@ class ResponderService:
         if settings.store_api_url is not None:
             store = self._store_client(settings.store_api_url, settings.orders_timeout_s)
             embed = context.embed if context is not None else None
-            tools.append(
-                RecommendationTool(store, embed, max_candidates=settings.recommend_candidates)
-            )
+            books = RecommendationTool(store, embed, max_candidates=settings.recommend_candidates)
+            tools.append(books)
+            # The catalogue's vectors before the first request (best effort, in the background).
+            warming = asyncio.create_task(books.warm(), name="warm-catalogue")
+            self._stack.callback(warming.cancel)
         return tools
 
     def _store_client(self, url: str, timeout_s: float) -> StoreClient:

@@ -108,6 +108,22 @@ class RecommendationTool:
         self._cache = VectorCache(embed) if embed is not None else None
         self._max_candidates = max_candidates
 
+    async def warm(self, *, attempts: int = 30, pause_s: float = 5.0) -> bool:
+        """Embed the catalogue ahead of the first request (the store and memory may still be
+        starting: tried `attempts` times). True once the vectors are cached."""
+        for _ in range(attempts):
+            try:
+                books = (await self._store.find_books({"limit": self._max_candidates})).books
+            except StoreUnavailableError:
+                books = []
+            if books and self._cache is not None and await self._cache.vectors(books):
+                log.info("catalogue embedded", books=len(books))
+                return True
+            if self._cache is None:
+                return False
+            await asyncio.sleep(pause_s)
+        return False
+
     async def answer(self, message: UserMessage) -> ToolAnswer | None:
         """The recommendation when the message asks for a book, else None."""
         request = parse_book_request(message.text)
