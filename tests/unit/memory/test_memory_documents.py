@@ -77,11 +77,11 @@ def test_markdown_sections_follow_the_heading_tree(tmp_path: Path) -> None:
     assert document.sections[3].text == "Yes, to every province."
 
 
-def test_markdown_without_front_matter_uses_its_h1_and_a_file_url(tmp_path: Path) -> None:
+def test_markdown_without_front_matter_uses_its_h1_and_no_url(tmp_path: Path) -> None:
     document = load(tmp_path, "faq.md", "# Store FAQ\n\nOpen daily.\n\n## Hours\n\n9 to 5.\n")
 
     assert document.title == "Store FAQ"
-    assert document.url == (tmp_path / "faq.md").resolve().as_uri()
+    assert document.url is None  # no file:// path for users to see
     assert paths(document) == ["Store FAQ", "Store FAQ > Hours"]
 
 

@@ -23,6 +23,7 @@ from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from tidings.memory import cli
+from tidings.memory.knowledge import documents
 from tidings.memory.knowledge.ingest import SAMPLE_ROOT
 
 COLLECTION = "kb_test"
@@ -91,7 +92,7 @@ def test_folder_ingest_then_reingest_updates_skips_and_removes(
     assert {c["title"] for c in stored} == {"Alpha", "Alpha > Part", "Beta", "c"}
     alpha = next(c for c in stored if c["title"] == "Alpha > Part")
     assert alpha["source"] == str((docs / "a.md").resolve())
-    assert alpha["url"] == (docs / "a.md").resolve().as_uri()
+    assert alpha["url"] is None  # a local path is no link to show users
 
     (docs / "a.md").write_text("# Alpha\n\nFirst, changed.\n")  # one chunk fewer now
     (docs / "sub" / "b.html").unlink()
@@ -104,6 +105,50 @@ def test_folder_ingest_then_reingest_updates_skips_and_removes(
         ("Alpha", "First, changed."),
         ("c", "Charlie."),
     ]
+
+
+def pdf_with_unsupported_encryption() -> bytes:
+    """A well-formed PDF whose encryption pypdf does not implement (NotImplementedError)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R "
+        "/Encrypt << /Filter /Standard /V 9 /R 9 /O (x) /U (y) /P -4 >> /ID [(a)(b)] >>\n"
+        f"startxref\n{xref}\n%%EOF"
+    ).encode()
+    return bytes(out)
+
+
+def test_hostile_files_are_failures_and_links_are_not_followed(
+    qdrant_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the root password is hunter2")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Good\n\nStill ingested.\n")
+    (docs / "encrypted.pdf").write_bytes(pdf_with_unsupported_encryption())
+    (docs / "huge.txt").write_text("x" * 2048)
+    (docs / "linked.txt").symlink_to(outside / "secret.txt")
+    (docs / "linked-folder").symlink_to(outside, target_is_directory=True)
+    monkeypatch.setattr(documents.load_file, "__kwdefaults__", {"max_bytes": 1024})
+
+    result = run(str(docs))
+
+    assert result.exit_code == 1, result.output  # failures reported, the run completed
+    assert "encrypted.pdf" in result.output and "NotImplementedError" in result.output
+    assert "huge.txt" in result.output and "larger than" in result.output
+    stored = chunks(qdrant_path)
+    assert [c["title"] for c in stored] == ["Good"]
+    assert "hunter2" not in json.dumps(stored)
 
 
 def test_a_missing_path_fails_without_deleting_what_it_had_ingested(

@@ -3,11 +3,17 @@
 `bind(session_id=..., message_id=..., attempt=...)` puts ids into a context variable so
 every log line written while handling that message carries them, including lines from
 libraries that log through the standard `logging` module (aiokafka, uvicorn).
+
+A session id is a key to the conversation (with GATEWAY_AUTH=none, the only one), so lines
+at INFO and above carry a digest of it instead (`session_id: "h:<16 hex>"`): the same
+session still has the same value on every line and in every service, but whoever reads
+the logs cannot open the conversation. DEBUG lines keep the id itself.
 """
 
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import sys
 from collections.abc import Mapping
@@ -29,6 +35,7 @@ def configure_logging(service: str, settings: LogSettings | None = None) -> None
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_service(service),
+        _session_digest,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -69,6 +76,24 @@ def _add_service(service: str) -> Any:
         return event_dict
 
     return processor
+
+
+_SESSION_KEYS = ("session_id", "session")
+
+
+def session_digest(session_id: str) -> str:
+    """What log lines at INFO and above show of a session id."""
+    return "h:" + hashlib.sha256(session_id.encode()).hexdigest()[:16]
+
+
+def _session_digest(_: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if method == "debug" or event_dict.get("level") == "debug":
+        return event_dict
+    for key in _SESSION_KEYS:
+        value = event_dict.get(key)
+        if isinstance(value, str) and not value.startswith("h:"):
+            event_dict[key] = session_digest(value)
+    return event_dict
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -119,5 +119,12 @@ def source_refs(chunks: Sequence[KnowledgeChunk]) -> list[SourceRef]:
         best[key] = max(best.get(key, chunk.score), chunk.score)
     ordered = sorted(best.items(), key=lambda item: item[1], reverse=True)
     return [
-        SourceRef(title=title, url=url, score=round(score, 4)) for (title, url), score in ordered
+        SourceRef(title=title, url=_web_link(url), score=round(score, 4))
+        for (title, url), score in ordered
     ]
+
+
+def _web_link(url: str | None) -> str | None:
+    """`url` when a person can follow it (http or https); a `file://` path ingested before
+    documents stopped carrying them is not shown."""
+    return url if url and url.lower().startswith(("https://", "http://")) else None

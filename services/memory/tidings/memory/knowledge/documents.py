@@ -223,8 +223,12 @@ def pdf_sections(path: Path) -> tuple[str, list[Section]]:
             text = clean_text(page.extract_text() or "")
             if text:
                 sections.append(Section((title, f"page {number}"), text))
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+    except PdfReadError as exc:
         raise DocumentError(f"not a readable PDF: {exc}") from exc
+    except Exception as exc:
+        # pypdf raises more than its own errors on hostile or unusual files (an unsupported
+        # encryption is a NotImplementedError): one such file must not end the run.
+        raise DocumentError(f"not a readable PDF: {type(exc).__name__}: {exc}") from exc
     return title, sections
 
 
@@ -235,11 +239,25 @@ def _nice_name(path: Path) -> str:
 # --- Files --------------------------------------------------------------------------------
 
 
-def load_file(path: Path, *, root: str, key: str) -> Document:
-    """Read one file as a document; raises `DocumentError` with the reason otherwise."""
+MAX_FILE_BYTES = 20 * 1024 * 1024
+"""Larger files are reported as failures, not read (a PDF parser can take a lot of memory)."""
+
+
+def load_file(path: Path, *, root: str, key: str, max_bytes: int = MAX_FILE_BYTES) -> Document:
+    """Read one file as a document; raises `DocumentError` with the reason otherwise.
+
+    The document's URL is the one it declares (front matter `url:`, a canonical link) or
+    none: a local path is no link a person can follow, and would show the machine's folders.
+    """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DocumentError(f"unsupported file type {suffix or '(none)'!r}")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DocumentError(f"cannot read: {exc.strerror or exc}") from exc
+    if size > max_bytes:
+        raise DocumentError(f"larger than {max_bytes // (1024 * 1024)} MiB ({size} bytes)")
     url: str | None = None
     if suffix in PDF_SUFFIXES:
         title, sections = pdf_sections(path)
@@ -265,13 +283,17 @@ def load_file(path: Path, *, root: str, key: str) -> Document:
         key=key,
         title=title,
         source=str(path),
-        url=url or path.resolve().as_uri(),
+        url=url,
         sections=tuple(sections),
     )
 
 
 def discover(path: Path) -> Iterator[Path]:
-    """The supported files under `path` (itself, if a file), sorted, hidden ones skipped."""
+    """The supported files under `path` (itself, if a file), sorted, hidden ones skipped.
+
+    Symbolic links inside the folder are not followed: a link could point anywhere on the
+    machine (its keys, other users' files) and put it in the knowledge base.
+    """
     if path.is_file():
         yield path
         return
@@ -279,5 +301,17 @@ def discover(path: Path) -> Iterator[Path]:
         relative = candidate.relative_to(path).parts
         if any(part.startswith(".") for part in relative):
             continue
+        if _through_link(path, relative):
+            continue
         if candidate.is_file() and candidate.suffix.lower() in SUPPORTED_SUFFIXES:
             yield candidate
+
+
+def _through_link(root: Path, relative: tuple[str, ...]) -> bool:
+    """True when the path or a folder on its way from `root` is a symbolic link."""
+    current = root
+    for part in relative:
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
