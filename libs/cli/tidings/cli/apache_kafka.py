@@ -45,6 +45,9 @@ BROKER_SETTINGS: dict[str, str] = {
     "transaction.state.log.min.isr": "1",
     "group.initial.rebalance.delay.ms": "0",
     "auto.create.topics.enable": "false",
+    # The responders' 3 s session (RESPONDER_SESSION_TIMEOUT_MS as shipped): a killed
+    # responder's answers move to another within 5 s (tests/bench/bench_takeover.py).
+    "group.min.session.timeout.ms": "2000",
 }
 _LOG4J2 = """\
 status = warn
@@ -146,7 +149,7 @@ def fetch(say: Callable[[str], None] = print) -> Path:
             raise InfraError("fetching Apache Kafka needs Maven (`mvn`) on PATH")
         say(
             f"Fetching Apache Kafka {KAFKA_VERSION} (kafka_{SCALA_VERSION} and its dependencies, "
-            f"~45 MB) from Maven Central into {home}; once per machine"
+            f"~44 MB) from Maven Central into {home}; once per machine"
         )
         started = time.monotonic()
         (home / "pom.xml").write_text(_pom())
