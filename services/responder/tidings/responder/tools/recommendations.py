@@ -183,12 +183,16 @@ class RecommendationTool:
         self, request: BookRequest, liked: Book | None, candidates: list[Book]
     ) -> list[Book] | None:
         assert self._cache is not None and self._embed is not None
-        query = book_text(liked) if liked is not None else request.topic
-        queried = await self._embed([query[:2000] or "a good book"])
-        vectors = await self._cache.vectors(candidates)
-        if not queried or vectors is None:
+        vectors = await self._cache.vectors([*candidates, liked] if liked else candidates)
+        if vectors is None:
             return None
-        target = queried[0]
+        if liked is not None:
+            target = vectors[liked.book_id]  # the liked book's own vector, already cached
+        else:
+            queried = await self._embed([request.topic[:2000] or "a good book"])
+            if not queried:
+                return None
+            target = queried[0]
 
         def score(book: Book) -> float:
             bonus = 0.0
