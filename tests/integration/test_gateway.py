@@ -136,7 +136,7 @@ async def test_stream_delivers_a_live_answer_in_order_then_ends(
     async with gateway.client.stream("GET", accepted["stream_url"]) as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
-        assert stream.headers["cache-control"] == "no-cache"
+        assert stream.headers["cache-control"] == "no-store"
         assert stream.headers["x-accel-buffering"] == "no"
         await wait_until(lambda: gateway.service.hub.subscriber_count(session_id) == 1)
         events = answer_events(session_id, message_id, ["Hello", ", ", "reader!"])

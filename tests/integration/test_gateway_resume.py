@@ -174,7 +174,7 @@ async def test_post_with_accept_event_stream_streams_the_answer_in_the_response(
     ) as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
-        assert stream.headers["cache-control"] == "no-cache"
+        assert stream.headers["cache-control"] == "no-store"
         message_id = stream.headers["x-message-id"]
         session_id = stream.headers["x-session-id"]
         events = answer_events(session_id, message_id, ["Right ", "away."])

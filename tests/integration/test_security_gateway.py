@@ -146,3 +146,13 @@ async def test_hsts_goes_out_on_https_only(
 
     assert behind_tls.headers["strict-transport-security"].startswith("max-age=31536000")
     assert "strict-transport-security" not in plain.headers
+
+
+async def test_personal_data_is_never_cached(anonymous: httpx.AsyncClient) -> None:
+    accepted = await anonymous.post("/chat", json={"message": "my address is 1 Main St"})
+    params = {"session_id": accepted.json()["session_id"], "message_id": "x"}
+    async with anonymous.stream("GET", "/stream", params=params) as stream:
+        streamed = stream.headers
+
+    assert accepted.headers["cache-control"] == "no-store"
+    assert streamed["cache-control"] == "no-store"

@@ -201,7 +201,7 @@ async def test_stream_replays_a_finished_answer_and_ends(gateway: Gateway) -> No
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-accel-buffering"] == "no"
     assert "retry: 1500" in response.text
     events = parse_sse(response.text)

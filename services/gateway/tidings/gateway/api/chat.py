@@ -267,4 +267,10 @@ async def chat(request: Request) -> Any:
         "message_id": message.message_id,
         "stream_url": stream_url(session_id, message.message_id),
     }
-    return Response(json.dumps(accepted), status_code=202, media_type="application/json")
+    # The session id is a key to the conversation: no cache may keep it.
+    return Response(
+        json.dumps(accepted),
+        status_code=202,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )

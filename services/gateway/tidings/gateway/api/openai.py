@@ -338,7 +338,7 @@ async def chat_completions(
         raise _answer_error(outcome.data)
     return JSONResponse(
         _completion(completion_id, body.model, outcome.data),
-        headers={"X-Session-Id": session_id},
+        headers={"X-Session-Id": session_id, "Cache-Control": "no-store"},
     )
 
 

@@ -20,7 +20,8 @@ from tidings.gateway.streaming import OpenStream, StreamPolicy, stream_events
 log = get_logger(__name__)
 router = APIRouter()
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Answers are personal data: no cache on the way may keep them (no-store implies no-cache).
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 def shed_when_overloaded(ctx: GatewayContext) -> None:
