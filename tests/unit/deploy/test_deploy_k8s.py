@@ -51,7 +51,7 @@ OPTIONAL_SETTINGS = {
     "STORE_PUBLIC_URL": "unset = the store's own address",
     "STORE_API_TOKEN": "created with the Secret out of band: no default credential",
     # Secrets (SecretStr) other than OPENAI_API_KEY: only set when used (secret.yaml).
-    "QDRANT_API_KEY": "only when the Qdrant server requires a key",
+    "QDRANT_API_KEY": "required in the Secret (no default key); qdrant.yaml reads it too",
     "GATEWAY_JWT_SECRET": "only with GATEWAY_AUTH=jwt and HS256 tokens",
     "VCF_API_TOKEN": "unset = the pod's service-account token (VCF_TOKEN_PATH)",
     "MEMORY_API_TOKEN": "created with the Secret out of band: no default credential",
