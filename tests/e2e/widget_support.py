@@ -64,6 +64,7 @@ async def start_full_stack(
     faq_path: Path | None = None,
     cors_origins: list[str] | None = None,
     max_tokens: int = 64,
+    store_api_url: str | None = None,
 ) -> Stack:
     """Memory, responder and gateway on `kafka`'s topics, like `tidings dev` runs them."""
     from tidings.cli.infra import LLAMA_MODEL_ALIAS
@@ -92,6 +93,7 @@ async def start_full_stack(
                 group_id=f"{kafka.topic_prefix}responder",
                 kafka=kafka,
                 faq_path=faq_path,
+                store_api_url=store_api_url,
                 memory=MemoryApiSettings(url=f"http://127.0.0.1:{memory.port}"),
                 llm=LLMSettings(
                     llm_backend="openai",

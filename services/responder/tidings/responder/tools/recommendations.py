@@ -50,9 +50,9 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def book_line(book: Book) -> str:
-    """One list item: linked title, author, price and formats."""
-    formats = ", ".join({"ebook": "e-book"}.get(f, f) for f in book.formats)
-    return f"- [{book.title}]({book.url}) by {book.author}, ${book.price:.2f} ({formats})"
+    """One list item, one line in the widget: linked title, author and price (the formats
+    and the rest are on the book's page)."""
+    return f"- [{book.title}]({book.url}) by {book.author}, ${book.price:.2f}"
 
 
 def pick(ranked: Sequence[Book], count: int = MAX_BOOKS) -> list[Book]:

@@ -738,6 +738,9 @@
         body.append(note);
       }
       entry.el.dataset.state = entry.state;
+      // The store's tools (order_status, recommendations): the CSS lays their lists out.
+      if (entry.tool) entry.el.dataset.tool = entry.tool;
+      else delete entry.el.dataset.tool;
       entry.el.setAttribute("aria-busy", entry.state === "waiting" || entry.state === "streaming");
       this.scrollToEnd();
     }
@@ -784,6 +787,7 @@
         role: entry.role,
         text: entry.text,
         sources: entry.sources || [],
+        tool: entry.tool || null,
         state: entry.state,
         note: entry.note || null,
         retry: Boolean(entry.retry),
@@ -993,6 +997,7 @@
       } else if (name === "done") {
         answer.text = String(event.text ?? pending.text);
         answer.sources = Array.isArray(event.sources) ? event.sources : [];
+        answer.tool = typeof event.tool === "string" ? event.tool : null;
         this.finish(pending, "done", {});
         return;
       } else if (name === "error") {
@@ -1125,6 +1130,7 @@
         const entry = this.entry(turn.role, turn.message_id);
         entry.text = String(turn.text || "");
         entry.sources = (remembered && remembered.sources) || [];
+        entry.tool = (remembered && remembered.tool) || null;
         entry.state = (remembered && remembered.state) || "done";
         entry.note = (remembered && remembered.note) || null;
         entry.retry = Boolean(remembered && remembered.retry);
