@@ -16,20 +16,16 @@ import kubernetes_validate
 import pytest
 from deploy_crds import crd_schemas, crd_validator
 from deploy_kustomize import Doc, render
-from deploy_settings import ROOT, service_env_vars, settings_classes
+from deploy_settings import service_env_vars, settings_classes
+from deploy_targets import K8S, TARGETS
+from deploy_targets import config as _config
+from deploy_targets import one as _one
 
 from tidings.common.kafka import all_topics
 from tidings.common.settings import KafkaSettings, LLMBackend
 
 # The oldest Kubernetes the manifests promise to work on (docs/deployment.md).
 K8S_VERSION = "1.31.0"
-K8S = ROOT / "k8s"
-TARGETS = {
-    "base": K8S / "base",
-    "dev": K8S / "overlays" / "dev",
-    "prod-vllm": K8S / "overlays" / "prod-vllm",
-    "prod-mesh": K8S / "overlays" / "prod-mesh",
-}
 SERVICES = {"gateway": "GATEWAY_PORT", "responder": "RESPONDER_PORT", "memory": "MEMORY_PORT"}
 
 # Settings deliberately absent from the ConfigMap's data. Each is optional with no default
@@ -62,26 +58,6 @@ OPTIONAL_SETTINGS = {
     "MEMORY_METRICS_PORT": "unset = /metrics on the API port",
     "MEMORY_METRICS_HOST": "unset = MEMORY_HOST",
 }
-
-
-@pytest.fixture(scope="module", params=sorted(TARGETS))
-def target(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def docs(target: str) -> list[Doc]:
-    return render(TARGETS[target])
-
-
-def _one(docs: list[Doc], kind: str, name: str) -> Doc:
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
-    return found[0]
-
-
-def _config(docs: list[Doc]) -> dict[str, str]:
-    return dict(_one(docs, "ConfigMap", "tidings-config")["data"])
 
 
 def _container(deployment: Doc, name: str | None = None) -> Doc:

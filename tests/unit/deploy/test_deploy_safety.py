@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from deploy_kustomize import Doc, render
 from deploy_settings import ROOT
 from deploy_targets import (
@@ -24,16 +23,6 @@ from deploy_targets import (
 # Gateway routes that stay inside the cluster: probes, metrics (FastAPI's docs are off the
 # decorators and never routed either).
 INTERNAL_ROUTES = {"/health", "/ready", "/metrics"}
-
-
-@pytest.fixture(scope="module", params=sorted(TARGETS))
-def target(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def docs(target: str) -> list[Doc]:
-    return render(TARGETS[target])
 
 
 def _gateway_routes() -> set[str]:
