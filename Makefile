@@ -102,7 +102,7 @@ chaos: install ## Chaos drills on a local topology of real processes (docs/relia
 soak: install ## Sustained load with random faults: make soak DURATION=10m
 	$(BIN)/python tests/chaos/run.py --soak $(DURATION)
 
-k8s-check: install ## Render and validate k8s/ and compose.yaml offline
+k8s-check: install ## Render (kubectl kustomize) and validate k8s/, compose.yaml, the Dockerfiles and the CI workflow offline
 	$(BIN)/python -m pytest tests/unit/deploy $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy --strict
