@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from deploy_kustomize import Doc, render
 from deploy_settings import ROOT
 from deploy_targets import (
@@ -70,12 +71,15 @@ def test_ingress_routes_every_public_route_and_nothing_internal(docs: list[Doc])
         assert not _routed(ingress, hidden), hidden
 
 
-def test_production_overlays_require_jwt(target: str, docs: list[Doc]) -> None:
-    settings = config(docs)
-    if target.startswith("prod-"):
-        assert settings["GATEWAY_AUTH"] == "jwt"
-        assert settings["GATEWAY_JWT_JWKS_URL"].startswith("https://")
-        assert settings["GATEWAY_JWT_ISSUER"] and settings["GATEWAY_JWT_AUDIENCE"]
+PRODUCTION = sorted(name for name in TARGETS if name.startswith("prod-"))
+
+
+@pytest.mark.parametrize("name", PRODUCTION)
+def test_production_overlays_require_jwt(name: str) -> None:
+    settings = config(render(TARGETS[name]))
+    assert settings["GATEWAY_AUTH"] == "jwt"
+    assert settings["GATEWAY_JWT_JWKS_URL"].startswith("https://")
+    assert settings["GATEWAY_JWT_ISSUER"] and settings["GATEWAY_JWT_AUDIENCE"]
 
 
 def test_default_deny_and_every_workload_named_by_a_policy(docs: list[Doc]) -> None:
@@ -162,11 +166,9 @@ def test_compose_runs_the_same_qdrant_as_kubernetes() -> None:
     assert image.split(":")[1] == k8s_image.split(":")[1].removesuffix("-unprivileged")
 
 
-def test_production_images_come_from_a_registry_with_a_pull_secret(
-    target: str, docs: list[Doc]
-) -> None:
-    if not target.startswith("prod-"):
-        return
+@pytest.mark.parametrize("name", PRODUCTION)
+def test_production_images_come_from_a_registry_with_a_pull_secret(name: str) -> None:
+    docs = render(TARGETS[name])
     accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
     for workload in workloads(docs):
         pod = workload["spec"]["template"]["spec"]
