@@ -72,6 +72,7 @@ def _dev_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         GATEWAY_PORT=str(free_port()),
         MEMORY_PORT=str(free_port()),
         RESPONDER_PORT=str(free_port()),
+        STORE_PORT=str(free_port()),
         QDRANT_PATH=str(tmp_path / "qdrant"),
     )
     env.update(extra)
@@ -110,9 +111,18 @@ def test_dev_runs_the_whole_stack_and_stops_cleanly(tmp_path: Path) -> None:
             assert [name for name, _ in events][-1] == "done"
             assert events[-1][1]["source"] == "faq"
             assert "30 days" in str(events[-1][1]["text"])
+            # The bundled store answers the order tool (its sample order 531873).
+            order = client.post(
+                "/chat",
+                json={"message": "Where is my order #531873? alan@example.com"},
+                headers={"accept": "text/event-stream"},
+            )
+            done = json.loads(order.text.split("event: done", 1)[1].split("data:", 1)[1])
+            assert (done["source"], done["tool"]) == ("tool", "order_status"), done
+            assert str(done["text"]).startswith("Order #531873 has shipped"), done
         # Every service's log reaches the terminal with its name in front.
         text = output.text()
-        for name in ("broker", "llm", "memory", "responder", "gateway"):
+        for name in ("broker", "llm", "store", "memory", "responder", "gateway"):
             assert any(line.startswith(f"{name:<9}|") for line in output.lines), name
         assert "Traceback" not in text
     finally:
