@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 import httpx
 import schemathesis
@@ -50,6 +51,8 @@ class AnsweringPublisher:
 
 def _empty_history(request: httpx.Request) -> httpx.Response:
     session_id = request.url.path.split("/")[2]
+    if request.url.path.endswith("/owner"):
+        return httpx.Response(200, json={"session_id": session_id, "exists": False})
     return httpx.Response(200, json={"session_id": session_id, "messages": []})
 
 
@@ -57,9 +60,15 @@ async def _up() -> bool:
     return True
 
 
-def build_app() -> object:
+def build_app(**overrides: Any) -> Any:
     gateway_settings = GatewaySettings(
-        rate_per_s=10_000, rate_burst=10_000, answer_start_timeout_s=0.2, sse_ping_s=5
+        rate_per_s=10_000,
+        rate_burst=10_000,
+        request_rate_per_s=10_000,
+        request_burst=10_000,
+        answer_start_timeout_s=0.2,
+        sse_ping_s=5,
+        **overrides,
     )
     hub = FanoutHub(
         ReplayBuffer(max_events_per_session=100, max_sessions=1000, max_age_s=600),

@@ -22,7 +22,7 @@ otherwise). Bad parameters get a 422 `{"error": {"code", "message"}}`; a Qdrant 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -150,7 +150,11 @@ def memory_app(
         metrics.CONTEXT_SECONDS.observe(time.perf_counter() - started)
         return result
 
-    @data.get("/sessions/{session_id}/messages", response_model=SessionMessages)
+    @data.get(
+        "/sessions/{session_id}/messages",
+        response_model=SessionMessages,
+        responses={404: {"description": "Not the caller's session (`session_not_found`)."}},
+    )
     async def session_messages(
         session_id: SessionId,
         user: User = None,
@@ -203,7 +207,9 @@ def memory_app(
 PAGE = 100
 MAX_PAGE = 500
 _DATA_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "MEMORY_API_TOKEN is set and the request does not carry it."}
+    400: {"description": "The body is not valid JSON."},
+    401: {"description": "MEMORY_API_TOKEN is set and the request does not carry it."},
+    503: {"description": "Qdrant is not answering (`memory_unavailable`)."},
 }
 
 
@@ -236,7 +242,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
-        return _error(exc.status_code, code, str(exc.detail))
+        # Keep the exception's headers: a 405 must say what is `Allow`ed.
+        return _error(exc.status_code, code, str(exc.detail), exc.headers)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -252,7 +259,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers

@@ -190,6 +190,30 @@ _ERRORS[200] = {
     "description": "The answer as Server-Sent Events, with `Accept: text/event-stream`.",
     "content": {"text/event-stream": {}},
 }
+# OpenAPI links: what a client (or a stateful test) does next with the ids it was given.
+_ERRORS[202] = {
+    "description": "Queued; stream the answer from `stream_url`.",
+    "links": {
+        "StreamAnswer": {
+            "operationId": "stream_stream_get",
+            "parameters": {
+                "session_id": "$response.body#/session_id",
+                "message_id": "$response.body#/message_id",
+            },
+        },
+        "SessionHistory": {
+            "operationId": "session_messages_sessions__session_id__messages_get",
+            "parameters": {"session_id": "$response.body#/session_id"},
+        },
+        "CancelAnswer": {
+            "operationId": "cancel_chat__message_id__cancel_post",
+            "parameters": {
+                "message_id": "$response.body#/message_id",
+                "query.session_id": "$response.body#/session_id",
+            },
+        },
+    },
+}
 
 
 @router.post(
