@@ -152,3 +152,24 @@ async def test_messages_about_other_things_are_left_alone() -> None:
     orders = tool(httpx.MockTransport(never))
     for text in ("What is your return policy?", "How do I cancel my order?", "my zip is 123456"):
         assert await orders.answer(msg(text)) is None
+
+
+async def test_after_a_rebalance_the_conversation_comes_from_memory() -> None:
+    asked: list[str] = []
+
+    async def recent(message: UserMessage) -> list[HistoryTurn]:
+        asked.append(message.session_id)
+        return [
+            HistoryTurn(role="user", text="Has my order shipped? ada@example.com"),
+            HistoryTurn(role="assistant", text=f"{ASK_NUMBER} It has six digits."),
+        ]
+
+    orders = OrderStatusTool(
+        StoreClient("http://store.test", transport=store_api([])), recent=recent
+    )
+    answer = await orders.answer(msg("123456", "taken-over"))
+    assert answer is not None and answer.outcome == "found"
+    # Known now: memory is not asked again for this session, nor for unrelated messages.
+    await orders.answer(msg("What is your return policy?", "other"))
+    await orders.answer(msg("order #123456", "taken-over"))
+    assert asked == ["taken-over"]

@@ -28,6 +28,7 @@ from tidings.responder.prompt import PromptLimits
 from tidings.responder.router import Router, RouterConfig, Tool
 from tidings.responder.settings import ResponderSettings
 from tidings.responder.tools import OrderStatusTool, RecommendationTool
+from tidings.responder.tools.notes import memory_recent
 
 log = get_logger(__name__)
 
@@ -174,7 +175,8 @@ class ResponderService:
         orders_url = settings.orders_api_url or settings.store_api_url
         if orders_url is not None:
             orders = self._store_client(orders_url, settings.orders_timeout_s)
-            tools.append(OrderStatusTool(orders, limit=settings.order_lookup_limit))
+            recent = memory_recent(context) if context is not None else None
+            tools.append(OrderStatusTool(orders, limit=settings.order_lookup_limit, recent=recent))
         if settings.store_api_url is not None:
             store = self._store_client(settings.store_api_url, settings.orders_timeout_s)
             embed = context.embed if context is not None else None

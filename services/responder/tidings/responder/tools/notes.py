@@ -2,19 +2,22 @@
 
 Kept per session by this replica (a session's messages all come to the replica that holds
 its partition), bounded in sessions and in time. When the client sends the conversation
-with its message (the OpenAI-compatible API does), the notes are read from that instead.
+with its message (the OpenAI-compatible API does), the notes are read from that instead;
+when this replica has no notes of the session (it took the partition over after a
+rebalance or a restart), from the session's recent turns in the memory service.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from tidings.common.events import HistoryTurn
+from tidings.common.events import HistoryTurn, UserMessage
 from tidings.responder.coalesce import Clock
+from tidings.responder.memory import ContextSource
 from tidings.responder.tools.order_text import find_email, find_order_number
 
 Awaiting = Literal["number", "email"] | None
@@ -40,6 +43,18 @@ class SessionNotes:
         self._max = max_sessions
         self._ttl = ttl_s
         self._clock = clock
+
+    def known(self, session_id: str) -> bool:
+        """True when this replica has live notes of the session."""
+        notes = self._notes.get(session_id)
+        return notes is not None and self._clock() - notes.seen_at <= self._ttl
+
+    def put(self, session_id: str, notes: OrderNotes) -> OrderNotes:
+        """Keep `notes` as the session's (read from elsewhere); returns them."""
+        notes.seen_at = self._clock()
+        self._notes.pop(session_id, None)
+        self._notes[session_id] = notes
+        return self.get(session_id)
 
     def get(self, session_id: str) -> OrderNotes:
         """The session's notes (new ones when unknown or expired)."""
@@ -68,3 +83,20 @@ def notes_from_history(history: Sequence[HistoryTurn], asks: dict[str, Awaiting]
                 (wanted for prefix, wanted in asks.items() if turn.text.startswith(prefix)), None
             )
     return notes
+
+
+Recent = Callable[[UserMessage], Awaitable[Sequence[HistoryTurn] | None]]
+
+
+def memory_recent(context: ContextSource) -> Recent:
+    """The session's recent turns from the memory service (None when it cannot say)."""
+
+    async def recent(message: UserMessage) -> Sequence[HistoryTurn] | None:
+        found = await context.context(message.session_id, message.text, user=message.user)
+        if found is None:
+            return None
+        # The message itself may be stored already: only what came before it.
+        turns = [t for t in found.recent if t.message_id != message.message_id]
+        return [HistoryTurn(role=t.role, text=t.text) for t in turns]
+
+    return recent

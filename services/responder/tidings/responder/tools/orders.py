@@ -24,7 +24,13 @@ from tidings.common.events import UserMessage
 from tidings.common.logging import get_logger
 from tidings.common.store_api import OrderStatus, StoreClient, StoreUnavailableError
 from tidings.responder.tools.base import CONTACT, Outcome, ToolAnswer, counted
-from tidings.responder.tools.notes import Awaiting, OrderNotes, SessionNotes, notes_from_history
+from tidings.responder.tools.notes import (
+    Awaiting,
+    OrderNotes,
+    Recent,
+    SessionNotes,
+    notes_from_history,
+)
 from tidings.responder.tools.order_text import asks_order_status, find_email, find_order_number
 
 log = get_logger(__name__)
@@ -33,6 +39,14 @@ TOOL = "order_status"
 ASK_NUMBER = "I can check that for you. What is your order number?"
 ASK_EMAIL = "To check order #"
 _ASKS: dict[str, Awaiting] = {ASK_NUMBER: "number", ASK_EMAIL: "email"}
+
+
+def _maybe_ours(text: str) -> bool:
+    """Cheap first look: could the message be about an order at all (a number, an e-mail
+    address, a status question)? Only then are the conversation's notes read."""
+    return bool(
+        find_order_number(text, expected=True) or find_email(text) or asks_order_status(text)
+    )
 
 
 def _day(value: date) -> str:
@@ -102,9 +116,11 @@ class OrderStatusTool:
         *,
         limit: str = "5 per 10 minutes",
         notes: SessionNotes | None = None,
+        recent: Recent | None = None,
     ) -> None:
         self._store = store
         self._notes = notes or SessionNotes()
+        self._recent = recent
         self._limit: RateLimitItem = parse(limit)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
@@ -116,14 +132,21 @@ class OrderStatusTool:
             return None
         return counted(found, time.monotonic() - started)
 
-    def _notes_for(self, message: UserMessage) -> OrderNotes:
+    async def _notes_for(self, message: UserMessage) -> OrderNotes:
         if message.history is not None:
             return notes_from_history(message.history, _ASKS)
-        return self._notes.get(message.session_id)
+        session = message.session_id
+        if self._recent is not None and not self._notes.known(session):
+            turns = await self._recent(message)
+            if turns:
+                return self._notes.put(session, notes_from_history(turns, _ASKS))
+        return self._notes.get(session)
 
     async def _answer(self, message: UserMessage) -> ToolAnswer | None:
         text = message.text
-        notes = self._notes_for(message)
+        if not _maybe_ours(text):
+            return None
+        notes = await self._notes_for(message)
         awaiting, notes.awaiting = notes.awaiting, None
         given_email = find_email(text)
         if given_email:
