@@ -3,7 +3,9 @@ only writes the same event to Kafka; open SSE streams with heartbeats and reside
 pipeline overhead at 50 concurrent sessions, through the real responder with the `echo` backend
 and through a minimal simulated responder that stamps its chunks (to split the figure into hops).
 
-Everything runs on 127.0.0.1 in bounded loops: a Tansu broker, the gateway (`tidings
+Everything runs on 127.0.0.1 in bounded loops, once on Apache Kafka (a single KRaft node,
+tidings.cli.apache_kafka, the clients with compose's settings) and once on Tansu (its
+workarounds on, KAFKA_BROKER=tansu), side by side in one run: the broker, the gateway (`tidings
 gateway`, its own process), the plain endpoint and the simulated responder (each its own
 process, started from this file), and the load generator here, on raw asyncio sockets so
 the generator costs as little CPU as possible on a 2-core machine.
@@ -120,23 +122,38 @@ async def _wait_http(port: int, path: str, timeout_s: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def _stack(log_dir: Path) -> Iterator[dict[str, Any]]:
+def _stack(log_dir: Path, broker: str) -> Iterator[dict[str, Any]]:
+    """A broker of `broker`'s kind ("kafka": Apache Kafka, "tansu") and the processes to stop."""
+    from tidings.cli.apache_kafka import KafkaNode
     from tidings.cli.infra import tansu_command, wait_for_port
 
     procs: list[Proc] = []
     broker_port = _free_port()
+    log_dir = log_dir / broker
+    log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        procs.append(Proc("tansu", tansu_command(broker_port), {}, log_dir))
-        wait_for_port(broker_port, timeout_s=30)
-        yield {"bootstrap": f"{HOST}:{broker_port}", "procs": procs, "log_dir": log_dir}
+        if broker == "tansu":
+            command = tansu_command(broker_port)
+        else:
+            node = KafkaNode(port=broker_port, controller_port=_free_port(), data_dir=log_dir)
+            command = node.prepare()
+        procs.append(Proc(broker, command, {}, log_dir))
+        wait_for_port(broker_port, timeout_s=90)
+        yield {
+            "bootstrap": f"{HOST}:{broker_port}",
+            "broker": broker,
+            "procs": procs,
+            "log_dir": log_dir,
+        }
     finally:
         for proc in reversed(procs):
             proc.stop()
 
 
-def _kafka_env(bootstrap: str, prefix: str) -> dict[str, str]:
+def _kafka_env(stack: dict[str, Any], prefix: str) -> dict[str, str]:
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": stack["bootstrap"],
+        "KAFKA_BROKER": stack["broker"],
         "KAFKA_TOPIC_PREFIX": prefix,
         "KAFKA_TOPIC_PARTITIONS": "6",
         "LOG_LEVEL": "WARNING",
@@ -146,7 +163,7 @@ def _kafka_env(bootstrap: str, prefix: str) -> dict[str, str]:
 def _start_gateway(stack: dict[str, Any], prefix: str, **extra: str) -> tuple[Proc, int]:
     port = _free_port()
     env = {
-        **_kafka_env(stack["bootstrap"], prefix),
+        **_kafka_env(stack, prefix),
         "GATEWAY_HOST": HOST,
         "GATEWAY_PORT": str(port),
         "MEMORY_URL": "",
@@ -269,7 +286,7 @@ async def _bench_post(stack: dict[str, Any]) -> tuple[str, dict[str, float]]:
     plain = Proc(
         "plain",
         [PYTHON, __file__, "plain", str(plain_port)],
-        _kafka_env(stack["bootstrap"], prefix),
+        _kafka_env(stack, prefix),
         stack["log_dir"],
     )
     stack["procs"].append(plain)
@@ -512,7 +529,7 @@ def _start_echo(stack: dict[str, Any], **extra: str) -> tuple[list[Proc], int, i
         f"responder-echo-{ops_port}",
         [TIDINGS, "responder"],
         {
-            **_kafka_env(stack["bootstrap"], prefix),
+            **_kafka_env(stack, prefix),
             "RESPONDER_GROUP_ID": f"{prefix}responder",
             "RESPONDER_HOST": HOST,
             "RESPONDER_PORT": str(ops_port),
@@ -583,11 +600,28 @@ async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, fl
     paced = await _echo_load(stack, burst=True)
     alone, firsts, heads, took = paced.alone, paced.firsts, paced.heads, paced.took
     burst, burst_heads, burst_took = paced.burst, paced.burst_heads, paced.burst_took
-    idle_ms = KafkaSettings().fetch_max_wait_ms
-    unpaced_run = await _echo_load(stack, burst=False, KAFKA_FETCH_BUSY_WAIT_MS=str(idle_ms))
+    settings = KafkaSettings(broker=stack["broker"])
+    idle_ms = settings.fetch_max_wait_ms
+    paced_here = stack["broker"] == "tansu"
+    if paced_here:
+        unpaced_run = await _echo_load(stack, burst=False, KAFKA_FETCH_BUSY_WAIT_MS=str(idle_ms))
+    else:
+        unpaced_run = EchoRun()
     unpaced_alone, unpaced = unpaced_run.alone, unpaced_run.firsts
     p50, p99 = _pct(firsts, 0.5), _pct(firsts, 0.99)
-    met = "met" if p50 <= 10 and p99 <= 40 else "NOT met"
+    # Issue 17's target on Apache Kafka; Tansu is held to the earlier p50 <= 10, p99 <= 40.
+    limits = (5, 20) if stack["broker"] == "kafka" else (10, 40)
+    met = "met" if p50 <= limits[0] and p99 <= limits[1] else "NOT met"
+    fetching = (
+        f"The responder and the gateway's fan-out fetch with the busy wait "
+        f"(KAFKA_FETCH_BUSY_WAIT_MS, {settings.fetch_busy_wait_ms} ms) while messages flow and "
+        f"clients wait for answers, KAFKA_FETCH_MAX_WAIT_MS ({idle_ms} ms) otherwise (fetch "
+        f"pacing, Tansu only); the last two rows are a fresh gateway and responder with pacing "
+        f"off (every fetch waits {idle_ms} ms), in the same run."
+        if paced_here
+        else f"Every fetch carries KAFKA_FETCH_MAX_WAIT_MS={idle_ms} ms, as compose and "
+        f"Kubernetes ship it; Kafka answers as soon as a record arrives (no pacing)."
+    )
     text = (
         f"The real responder (`tidings responder`, `LLM_BACKEND=echo`, first token after "
         f"{FIRST_TOKEN_DELAY_S * 1000:.0f} ms, {CHUNKS} tokens {CHUNK_GAP_S * 1000:.0f} ms apart, "
@@ -597,14 +631,10 @@ async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, fl
         f"message ({len(firsts)} answers in {took:.1f} s, {len(firsts) / took:.0f}/s); then the "
         f"same sessions in lockstep, all {PIPE_SESSIONS} posting at the same instant after "
         f"every answer ({len(burst)} answers in {burst_took:.1f} s, "
-        f"{len(burst) / burst_took:.0f}/s). The responder and the gateway's fan-out fetch "
-        f"with the busy wait (KAFKA_FETCH_BUSY_WAIT_MS, 3 ms) while messages flow and clients "
-        f"wait for answers, KAFKA_FETCH_MAX_WAIT_MS ({idle_ms} ms) otherwise; the last two rows "
-        f"are a fresh gateway and responder with pacing off (every fetch waits {idle_ms} ms), "
-        f"in the same run.\n\n"
+        f"{len(burst) / burst_took:.0f}/s). {fetching}\n\n"
         f"| measure | p50 | p99 | target |\n|---|---|---|---|\n"
         f"| POST to first token, minus the echo backend's first-token delay | {p50:.1f} ms | "
-        f"{p99:.1f} ms | p50 <= 10, p99 <= 40: {met} |\n"
+        f"{p99:.1f} ms | p50 <= {limits[0]}, p99 <= {limits[1]}: {met} |\n"
         f"| POST to response headers (message acknowledged by the broker) | "
         f"{_pct(heads, 0.5):.1f} ms | {_pct(heads, 0.99):.1f} ms | - |\n"
         f"| lockstep burst: POST to first token minus delay | "
@@ -613,10 +643,15 @@ async def _bench_pipeline_echo(stack: dict[str, Any]) -> tuple[str, dict[str, fl
         f"{_pct(burst_heads, 0.5):.1f} ms | {_pct(burst_heads, 0.99):.1f} ms | - |\n"
         f"| one session alone (20 messages): POST to first token minus delay | "
         f"{_pct(alone, 0.5):.1f} ms | {_pct(alone, 0.99):.1f} ms | - |\n"
-        f"| pacing off, 50 sessions: POST to first token minus delay | "
-        f"{_pct(unpaced, 0.5):.1f} ms | {_pct(unpaced, 0.99):.1f} ms | - |\n"
-        f"| pacing off, one session alone | "
-        f"{_pct(unpaced_alone, 0.5):.1f} ms | {_pct(unpaced_alone, 0.99):.1f} ms | - |\n\n"
+        + (
+            f"| pacing off, 50 sessions: POST to first token minus delay | "
+            f"{_pct(unpaced, 0.5):.1f} ms | {_pct(unpaced, 0.99):.1f} ms | - |\n"
+            f"| pacing off, one session alone | "
+            f"{_pct(unpaced_alone, 0.5):.1f} ms | {_pct(unpaced_alone, 0.99):.1f} ms | - |\n"
+            if paced_here
+            else ""
+        )
+        + "\n"
         f"In the burst, {PIPE_SESSIONS} requests reach the gateway within a millisecond and "
         f"its one event loop takes them in turn; the last waits for the other "
         f"{PIPE_SESSIONS - 1} (see the response-header row).\n"
@@ -638,7 +673,7 @@ async def _bench_pipeline(stack: dict[str, Any]) -> tuple[str, dict[str, float]]
         "sim-responder",
         [PYTHON, __file__, "responder", str(FIRST_TOKEN_DELAY_S)],
         {
-            **_kafka_env(stack["bootstrap"], prefix),
+            **_kafka_env(stack, prefix),
             "BENCH_READY_FILE": str(ready_file),
             "BENCH_LAG_FILE": str(lag_file),
         },
@@ -700,20 +735,68 @@ async def _bench_pipeline(stack: dict[str, Any]) -> tuple[str, dict[str, float]]
     return text, {"p50": p50, "p99": p99}
 
 
-async def _run_all(log_dir: Path) -> str:
-    with _stack(log_dir) as stack:
-        post, _ = await _bench_post(stack)
-        streams, _ = await _bench_streams(stack)
-        echo, _ = await _bench_pipeline_echo(stack)
-        pipeline, _ = await _bench_pipeline(stack)
-    return (
-        "### (a) Accepted `POST /chat` per second, one process\n\n" + post + "\n"
-        "### (b) Open SSE streams on one process\n\n" + streams + "\n"
-        "### (c) Pipeline overhead at 50 concurrent sessions, echo backend\n\n" + echo + "\n"
+async def _run_broker(log_dir: Path, broker: str, *, streams: bool) -> tuple[str, dict[str, float]]:
+    with _stack(log_dir, broker) as stack:
+        post, post_figures = await _bench_post(stack)
+        opened = (await _bench_streams(stack))[0] if streams else ""
+        echo, echo_figures = await _bench_pipeline_echo(stack)
+        pipeline, sim_figures = await _bench_pipeline(stack)
+    name = "Apache Kafka" if broker == "kafka" else "Tansu"
+    text = (
+        f"### {name}: (a) accepted `POST /chat` per second, one process\n\n"
+        + post
+        + "\n"
+        + (
+            f"### {name}: (b) open SSE streams on one process\n\n" + opened + "\n"
+            if streams
+            else ""
+        )
+        + f"### {name}: (c) pipeline overhead at 50 concurrent sessions, echo backend\n\n"
+        + echo
+        + "\n"
         "The same load with a minimal simulated responder (one consumer that answers every "
         "message at once and stamps each chunk with the time it was produced), which splits "
         "the figure into its hops:\n\n" + pipeline + "\n"
-        "Command: `.venv/bin/python tests/bench/run.py bench_gateway`. The bench lifts the "
+    )
+    figures = {
+        "post_ratio": post_figures["post_ratio"],
+        "echo_p50": echo_figures["p50"],
+        "echo_p99": echo_figures["p99"],
+        "sim_p50": sim_figures["p50"],
+        "sim_p99": sim_figures["p99"],
+    }
+    return text, figures
+
+
+async def _run_all(log_dir: Path) -> str:
+    kafka, on_kafka = await _run_broker(log_dir, "kafka", streams=True)
+    tansu, on_tansu = await _run_broker(log_dir, "tansu", streams=False)
+    rows = "".join(
+        f"| {label} | {on_kafka[key]:.{digits}f} | {on_tansu[key]:.{digits}f} |\n"
+        for label, key, digits in (
+            ("`POST /chat` accepted/s, gateway / plain endpoint", "post_ratio", 2),
+            (
+                "echo pipeline, 50 sessions: POST to first token minus delay, p50 (ms)",
+                "echo_p50",
+                1,
+            ),
+            ("the same, p99 (ms)", "echo_p99", 1),
+            ("simulated responder: POST to first token minus delay, p50 (ms)", "sim_p50", 1),
+            ("the same, p99 (ms)", "sim_p99", 1),
+        )
+    )
+    summary = (
+        "Side by side in this run (details below):\n\n"
+        "| measure | Apache Kafka | Tansu |\n|---|---|---|\n" + rows + "\n"
+        "Target on Apache Kafka (issue 17): echo pipeline p50 <= 5 ms, p99 <= 20 ms: "
+        + ("met" if on_kafka["echo_p50"] <= 5 and on_kafka["echo_p99"] <= 20 else "NOT met")
+        + ".\n\n"
+    )
+    return (
+        summary
+        + kafka
+        + tansu
+        + "Command: `.venv/bin/python tests/bench/run.py bench_gateway`. The bench lifts the "
         "per-caller rate limit and stream cap (all load comes from 127.0.0.1).\n"
     )
 

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer
 from httpx_sse import aconnect_sse
 from openai import AsyncOpenAI
 
+from tidings.cli.apache_kafka import KafkaNode
 from tidings.cli.infra import (
     LLAMA_MODEL_ALIAS,
     free_port,
@@ -146,6 +147,7 @@ def stack_env(kafka: KafkaSettings, llm: LLMSettings) -> dict[str, str]:
     return {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_BROKER": kafka.broker,
         "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "KAFKA_TOPIC_PARTITIONS": str(kafka.topic_partitions),
         "LLM_BACKEND": "openai",
@@ -220,12 +222,28 @@ async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings, work: Path, threads
         f"| whole stack (POST /chat SSE) | {len(stack)} | {statistics.median(stack) * 1000:.1f} | "
         f"{pct(stack, 0.95) * 1000:.1f} |",
     ]
-    verdict = "met" if p50_diff <= 15 else "NOT met"
+    # Issue 17's target on Apache Kafka (8 ms); Tansu is held to the earlier 15 ms.
+    target = 8 if kafka.broker == "kafka" else 15
+    verdict = "met" if p50_diff <= target else "NOT met"
+    broker = "Apache Kafka" if kafka.broker == "kafka" else "Tansu"
+    if kafka.broker == "kafka":
+        fetching = (
+            f"Every fetch carries KAFKA_FETCH_MAX_WAIT_MS={kafka.fetch_max_wait_ms} ms, as "
+            "compose and Kubernetes ship it: Kafka answers as soon as a record arrives."
+        )
+    else:
+        fetching = (
+            f"The responder and the gateway's fan-out long-poll for {kafka.fetch_busy_wait_ms} "
+            "ms while messages flow and clients wait (KAFKA_FETCH_BUSY_WAIT_MS), "
+            f"{kafka.fetch_max_wait_ms} ms otherwise (KAFKA_FETCH_MAX_WAIT_MS), because Tansu "
+            "answers a fetch only when its wait expires; at Kafka's 500 ms each hop would wait "
+            "~200 ms on Tansu."
+        )
     return (
-        f"#### llama.cpp server with {threads} thread{'s' if threads > 1 else ''}\n\n"
+        f"#### {broker}, llama.cpp server with {threads} thread{'s' if threads > 1 else ''}\n\n"
         + "\n".join(rows)
-        + f"\n\np50 difference: **{p50_diff:.1f} ms** (target <= 15 ms: {verdict}); median of the "
-        f"per-prompt differences {statistics.median(diffs) * 1000:.1f} ms, p95 "
+        + f"\n\np50 difference: **{p50_diff:.1f} ms** (target <= {target} ms: {verdict}); "
+        f"median of the per-prompt differences {statistics.median(diffs) * 1000:.1f} ms, p95 "
         f"{pct(diffs, 0.95) * 1000:.1f} ms. Same {len(PROMPTS)} prompts x {ROUNDS} rounds, "
         f"SmolLM2-135M on llama.cpp ({threads} thread{'s' if threads > 1 else ''}), system "
         "prompt + question, alternating order.\n\n"
@@ -235,11 +253,7 @@ async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings, work: Path, threads
         "the rest of the stack figure is responder -> Kafka -> gateway -> SSE. Per request, "
         "the stack's time around the responder's model call (stack TTFT minus the responder's "
         f"own time to the model's first token): p50 {statistics.median(around) * 1000:.1f} ms, "
-        f"p95 {pct(around, 0.95) * 1000:.1f} ms. The responder and the gateway's fan-out "
-        f"long-poll for {kafka.fetch_busy_wait_ms} ms while messages flow and clients wait "
-        f"(KAFKA_FETCH_BUSY_WAIT_MS), {kafka.fetch_max_wait_ms} ms otherwise "
-        "(KAFKA_FETCH_MAX_WAIT_MS), because Tansu answers a fetch only when its wait expires; "
-        "at Kafka's default 500 ms each hop waits ~200 ms on Tansu.\n"
+        f"p95 {pct(around, 0.95) * 1000:.1f} ms. {fetching}\n"
     )
 
 
@@ -290,6 +304,7 @@ def echo_env(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, str]:
     return {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_BROKER": kafka.broker,
         "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "KAFKA_TOPIC_PARTITIONS": str(kafka.topic_partitions),
         "RESPONDER_GROUP_ID": f"{kafka.topic_prefix}responder",
@@ -371,28 +386,33 @@ def faq_quality() -> str:
 
 
 @contextlib.asynccontextmanager
-async def infrastructure(work: Path) -> AsyncIterator[tuple[str, str]]:
-    broker_port, llm_port = free_port(), free_port()
+async def infrastructure(work: Path) -> AsyncIterator[tuple[dict[str, str], str]]:
+    """Apache Kafka and Tansu side by side, and the model server: ({kind: bootstrap}, url)."""
+    kafka_port, tansu_port, llm_port = free_port(), free_port(), free_port()
+    node = KafkaNode(port=kafka_port, controller_port=free_port(), data_dir=work / "kafka")
     with (
-        process(tansu_command(broker_port), work / "tansu.log"),
+        process(node.prepare(), work / "kafka.log"),
+        process(tansu_command(tansu_port), work / "tansu.log"),
         process(llama_server_command(llm_port, threads=2), work / "llama.log"),
     ):
-        wait_for_port(broker_port, timeout_s=30)
+        wait_for_port(tansu_port, timeout_s=30)
+        wait_for_port(kafka_port, timeout_s=90)
         base = f"http://127.0.0.1:{llm_port}/v1"
         wait_for_http(f"{base}/models", timeout_s=120)
-        yield f"127.0.0.1:{broker_port}", base
+        yield {"kafka": node.bootstrap, "tansu": f"127.0.0.1:{tansu_port}"}, base
 
 
-def kafka_for(bootstrap: str, partitions: int) -> KafkaSettings:
+def kafka_for(brokers: dict[str, str], partitions: int, broker: str = "kafka") -> KafkaSettings:
     return KafkaSettings(
-        bootstrap_servers=bootstrap,
+        broker=broker,
+        bootstrap_servers=brokers[broker],
         topic_prefix=f"b{uuid.uuid4().hex[:8]}-",
         topic_partitions=partitions,
     )
 
 
 async def run(work: Path) -> str:
-    async with infrastructure(work) as (bootstrap, llm_base):
+    async with infrastructure(work) as (brokers, llm_base):
         llm = LLMSettings(
             llm_backend="openai",
             openai_base_url=llm_base,
@@ -405,8 +425,9 @@ async def run(work: Path) -> str:
             one_core = f"http://127.0.0.1:{one_core_port}/v1"
             await asyncio.to_thread(wait_for_http, f"{one_core}/models", timeout_s=120)
             llm_1 = llm.model_copy(update={"openai_base_url": one_core})
-            ttft_1 = await bench_ttft(kafka_for(bootstrap, 3), llm_1, work, 1)
-        ttft_2 = await bench_ttft(kafka_for(bootstrap, 3), llm, work, 2)
+            ttft_1 = await bench_ttft(kafka_for(brokers, 3), llm_1, work, 1)
+            ttft_1_tansu = await bench_ttft(kafka_for(brokers, 3, "tansu"), llm_1, work, 1)
+        ttft_2 = await bench_ttft(kafka_for(brokers, 3), llm, work, 2)
         ttft = (
             "### (a) Time to first token: whole stack vs the model server directly\n\n"
             "The gateway and the responder run as their own processes (`tidings gateway`, "
@@ -415,16 +436,22 @@ async def run(work: Path) -> str:
             "core to the stack, as when the model has hardware of its own (the deployments this "
             "targets); and on two threads, where every event the stack handles during the "
             "model's prompt processing takes a core from one of the model's two threads, which "
-            "then waits for the other at each layer.\n\n" + ttft_1 + "\n" + ttft_2
+            "then waits for the other at each layer. On Apache Kafka (as production runs it) and, "
+            "with the one-thread model, on Tansu, in the same run.\n\n"
+            + ttft_1
+            + "\n"
+            + ttft_1_tansu
+            + "\n"
+            + ttft_2
         )
         fast = await throughput(
-            kafka_for(bootstrap, 6),
+            kafka_for(brokers, 6),
             3000,
             {"ECHO_TOKENS": "12", "RESPONDER_MAX_CONCURRENCY": "8", "LOG_LEVEL": "INFO"},
             work / "responder-fast.log",
         )
         slow = await throughput(
-            kafka_for(bootstrap, 6),
+            kafka_for(brokers, 6),
             480,
             {
                 "ECHO_TOKENS": "20",
@@ -434,7 +461,7 @@ async def run(work: Path) -> str:
             },
             work / "responder-slow.log",
         )
-        cancels = await cancel_latency(kafka_for(bootstrap, 6), 20, work / "responder-cancel.log")
+        cancels = await cancel_latency(kafka_for(brokers, 6), 20, work / "responder-cancel.log")
     rows = [
         "| load | answers | errors | seconds | answers/s | target |",
         "|---|---|---|---|---|---|",

@@ -45,9 +45,6 @@ BROKER_SETTINGS: dict[str, str] = {
     "transaction.state.log.min.isr": "1",
     "group.initial.rebalance.delay.ms": "0",
     "auto.create.topics.enable": "false",
-    # The responders' 3 s session (RESPONDER_SESSION_TIMEOUT_MS as shipped): a killed
-    # responder's answers move to another within 5 s (tests/bench/bench_takeover.py).
-    "group.min.session.timeout.ms": "2000",
 }
 _LOG4J2 = """\
 status = warn
