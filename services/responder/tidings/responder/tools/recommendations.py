@@ -70,9 +70,12 @@ def pick(ranked: Sequence[Book], count: int = MAX_BOOKS) -> list[Book]:
 
 
 class VectorCache:
-    """Book vectors by (book id, embedded text), filled through `embed` in batches."""
+    """Book vectors by (book id, embedded text), filled through `embed` in batches.
 
-    def __init__(self, embed: Embed, *, batch: int = 256, max_books: int = 50_000) -> None:
+    Small batches: each /embed call stays well inside the memory client's timeout on a busy
+    CPU, and a request's own query embedding is not stuck behind the whole catalogue."""
+
+    def __init__(self, embed: Embed, *, batch: int = 32, max_books: int = 50_000) -> None:
         self._embed = embed
         self._batch = batch
         self._max = max_books
