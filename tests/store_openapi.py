@@ -1,6 +1,6 @@
 """docs/store-api.yaml from the code (YAML here: the store image has no YAML library):
 
-    .venv/bin/python tests/store_openapi.py > docs/store-api.yaml
+.venv/bin/python tests/store_openapi.py > docs/store-api.yaml
 """
 
 from __future__ import annotations
