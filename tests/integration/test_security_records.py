@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,6 +43,21 @@ BAD_HEADERS: list[list[tuple[str, bytes | None]]] = [
     [("traceparent", None)],
     [("traceparent", b"\xff\xfe not ascii")],
 ]
+
+
+def echo_responder(kafka: KafkaSettings, **overrides: Any) -> ResponderSettings:
+    """A responder on the echo backend, without memory, in this test's consumer group."""
+    return ResponderSettings(
+        **{
+            "host": "127.0.0.1",
+            "port": 0,
+            "group_id": f"{kafka.topic_prefix}responder",
+            "kafka": kafka,
+            "llm": LLMSettings(llm_backend="echo"),
+            "memory": MemoryApiSettings(url=""),
+            **overrides,
+        }
+    )
 
 
 async def publish_poison(kafka: KafkaSettings, session: str) -> list[int]:
@@ -85,14 +101,7 @@ EXPECTED = [b"invalid traceparent header: not ASCII", b"invalid traceparent head
 async def test_the_responder_dead_letters_an_unusable_header_and_answers_the_next(
     kafka_settings: KafkaSettings,
 ) -> None:
-    settings = ResponderSettings(
-        host="127.0.0.1",
-        port=0,
-        group_id=f"{kafka_settings.topic_prefix}responder",
-        kafka=kafka_settings,
-        llm=LLMSettings(llm_backend="echo"),
-        memory=MemoryApiSettings(url=""),
-    )
+    settings = echo_responder(kafka_settings)
     kafka = settings.kafka
     await publish_poison(kafka, "s-headers")
     async with (
@@ -140,14 +149,10 @@ async def test_a_cancel_naming_another_session_does_not_stop_the_answer(
     kafka_settings: KafkaSettings,
 ) -> None:
     kafka = kafka_settings
-    settings = ResponderSettings(
-        host="127.0.0.1",
-        port=0,
-        group_id=f"{kafka.topic_prefix}responder",
-        kafka=kafka,
+    settings = echo_responder(
+        kafka,
         llm=LLMSettings(llm_backend="echo", llm_max_tokens=256),
         backends=BackendSettings(echo_tokens=24, echo_tokens_per_s=8),  # ~3 s per answer
-        memory=MemoryApiSettings(url=""),
         flush_ms=20,
     )
     gateway_settings = GatewaySettings(host="127.0.0.1", port=0, kafka=kafka, memory={"url": ""})
@@ -188,15 +193,7 @@ async def test_a_message_older_than_the_configured_age_is_dropped_and_counted(
     kafka_settings: KafkaSettings,
 ) -> None:
     kafka = kafka_settings
-    settings = ResponderSettings(
-        host="127.0.0.1",
-        port=0,
-        group_id=f"{kafka.topic_prefix}responder",
-        kafka=kafka,
-        llm=LLMSettings(llm_backend="echo"),
-        memory=MemoryApiSettings(url=""),
-        max_message_age_s=60,
-    )
+    settings = echo_responder(kafka, max_message_age_s=60)
     await ensure_topics(kafka)
     stale = UserMessage(
         message_id=new_id(),
