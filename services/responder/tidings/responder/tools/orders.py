@@ -136,7 +136,12 @@ class OrderStatusTool:
         if message.history is not None:
             return notes_from_history(message.history, _ASKS)
         session = message.session_id
-        if self._recent is not None and not self._notes.known(session):
+        # Memory is asked only when the message needs what came before it: a number or an
+        # e-mail alone, or a number without proof ("Where is #123456? me@x.org" does not).
+        complete = find_order_number(message.text) is not None and (
+            message.user is not None or find_email(message.text) is not None
+        )
+        if self._recent is not None and not complete and not self._notes.known(session):
             turns = await self._recent(message)
             if turns:
                 return self._notes.put(session, notes_from_history(turns, _ASKS))
