@@ -109,6 +109,9 @@ def start_broker(processes: list[Process], log_dir: Path) -> str:
     if external:
         return external
     port = free_port()
+    # Tansu's workarounds (no idempotent producer; tidings.common.broker_compat) are on only
+    # when KAFKA_BROKER says tansu: the clients default to Apache Kafka's settings.
+    os.environ["KAFKA_BROKER"] = "tansu"
     broker = Process("tansu", tansu_command(port), log_dir)
     processes.append(broker)
     try:
