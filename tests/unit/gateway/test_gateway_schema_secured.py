@@ -23,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from qdrant_client import QdrantClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from test_gateway_schema import build_app
+from test_gateway_schema import CONFIG, build_app
 
 from tidings.memory.api import MemoryBackends, memory_app
 from tidings.memory.collection import ModelStamp
@@ -52,6 +52,7 @@ def bearer(sub: str) -> str:
 gateway = schemathesis.openapi.from_asgi(
     "/openapi.json",
     build_app(auth="jwt", jwt_secret=JWT_SECRET, ownership_wait_s=0.0),
+    config=CONFIG,
 )
 
 
@@ -131,7 +132,7 @@ def build_memory_app() -> Any:
     return memory_app(MemoryBackends(turns, knowledge, SameDirection()), settings_, ready)
 
 
-memory = schemathesis.openapi.from_asgi("/openapi.json", build_memory_app())
+memory = schemathesis.openapi.from_asgi("/openapi.json", build_memory_app(), config=CONFIG)
 
 
 @memory.auth()
