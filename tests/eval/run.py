@@ -268,6 +268,8 @@ async def run_stack(cases: Sequence[Case], reference: Reference, options: Option
                         # One client asks everything: the per-client limits are not tested here.
                         rate_per_s=1000.0,
                         rate_burst=1000,
+                        request_rate_per_s=1000.0,
+                        request_burst=1000,
                         max_streams_per_subject=1000,
                     )
                 )
