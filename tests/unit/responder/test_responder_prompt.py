@@ -139,6 +139,32 @@ async def test_memory_outage_is_logged_once_and_answers_go_on_without_it() -> No
     assert calls["n"] == 3  # not asked again during the retry pause
 
 
+async def test_a_refused_request_does_not_switch_memory_off_for_everyone() -> None:
+    asked: list[str | None] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        user = request.url.params.get("user")
+        asked.append(user)
+        if user and len(user) > 200:
+            return httpx.Response(422, json={"error": {"code": "invalid_request"}})
+        return httpx.Response(200, content=CONTEXT.model_dump_json())
+
+    source = ContextSource(
+        MemoryClient(
+            MemoryApiSettings(url="http://memory.test"), transport=httpx.MockTransport(handle)
+        ),
+        retry_s=5,
+        clock=lambda: 0.0,
+    )
+    refused = await source.context("s", "q", user="u" * 201)
+    others = await source.context("s", "q", user="alice")
+    await source.aclose()
+
+    assert refused is None
+    assert others is not None and source.available
+    assert asked == ["u" * 201, "alice"]
+
+
 async def test_memory_off_is_never_asked() -> None:
     source = ContextSource(MemoryClient(MemoryApiSettings(url="")))
     assert not source.enabled

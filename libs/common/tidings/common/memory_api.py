@@ -142,6 +142,9 @@ class MemoryClient:
         self, settings: MemoryApiSettings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.enabled = bool(settings.url)
+        self.refused_last = False
+        """The last request was refused for what it asked (a 4xx other than 401/403): the
+        service is up, so callers need not treat it as an outage."""
         self._client = httpx.AsyncClient(
             base_url=settings.url or "http://memory.invalid",
             timeout=settings.timeout_s,
@@ -211,10 +214,15 @@ class MemoryClient:
     async def _get(self, path: str, params: dict[str, str], model: type[_M]) -> _M | None:
         if not self.enabled:
             return None
+        self.refused_last = False
         try:
             response = await self._client.get(path, params=params)
             if response.status_code == 404 and path.startswith("/sessions/"):
                 raise SessionNotFoundError(path)
+            # A request the service refuses on its merits (a 422 for an over-long user) says
+            # nothing about the service; a refused credential (401/403) means it cannot be used.
+            status = response.status_code
+            self.refused_last = 400 <= status < 500 and status not in (401, 403)
             response.raise_for_status()
             return model.model_validate_json(response.content)
         except (httpx.HTTPError, ValidationError) as exc:

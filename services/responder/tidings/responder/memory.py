@@ -53,7 +53,9 @@ class ContextSource:
         if client is None:
             return None
         found = await client.context(session_id, query, user=user, evidence=evidence, vector=vector)
-        self._note(found is not None, now)
+        # One refused request (say for an unusual user) is no outage: memory stays on for
+        # everyone else.
+        self._note(found is not None or client.refused_last, now)
         return found
 
     async def embed(self, texts: list[str]) -> list[list[float]] | None:
