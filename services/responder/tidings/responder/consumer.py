@@ -10,6 +10,16 @@ fewer answers a replica killed at that moment leaves to be answered twice.
 
 Cancel requests are acted on the moment they are fetched, not in queue order: the message
 they name may be answering right now, or waiting behind its session's earlier messages.
+
+A rebalance does not wait for answers in flight. aiokafka rebalances eagerly: every member
+gives up all its partitions and rejoins, and the group waits for every member. A member that
+first finished its answers (up to seconds each) held the whole group - and the takeover of a
+dead member's partitions - for that long. Now a revoked partition's worker is parked with its
+answers running: what finished is committed, the member rejoins at once, and a partition
+assigned back to it (as all of them are to the survivor of a kill) goes on where it was
+(the consumer seeks past the records the worker holds). A partition that went to another
+member has its answers cut off at the new assignment, uncommitted, so the new owner answers
+them again (the client sees a reset, as after a kill).
 """
 
 from __future__ import annotations
@@ -87,6 +97,8 @@ class ResponderConsumer:
         self._on_crash = on_crash
         self._poll_timeout_ms = poll_timeout_ms
         self._workers: dict[TopicPartition, PartitionWorker] = {}
+        # Workers of revoked partitions, answering on until the new assignment says whose.
+        self._parked: dict[TopicPartition, PartitionWorker] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
@@ -144,8 +156,14 @@ class ResponderConsumer:
             for tp, records in batches.items():
                 worker = self._workers.get(tp)
                 # Records of a partition revoked meanwhile belong to its next owner.
-                if worker is not None and not self._stopping:
-                    self._add(worker, records)
+                if worker is None or self._stopping:
+                    continue
+                # A worker taken back after a rebalance already holds what lies before its
+                # next offset: never hand it a record twice.
+                after = worker.next_offset
+                fresh = records if after is None else [r for r in records if r.offset >= after]
+                if fresh:
+                    self._add(worker, fresh)
             self._flow_control()
             await self._measure_lag()
             await self.commit(self._workers.values())
@@ -234,7 +252,13 @@ class ResponderConsumer:
             return
         self._workers[tp] = self._new_worker(tp)
         await self._consumer.seek_to_beginning(tp)
-        stopping = asyncio.create_task(old.stop(self._revoke_grace_s), name="responder-old-log")
+        self._retire(old, grace_s=self._revoke_grace_s)
+
+    def _retire(self, worker: PartitionWorker, *, grace_s: float) -> None:
+        """Stop a worker no longer fed (never committed again) in the background."""
+        stopping = asyncio.create_task(
+            worker.stop(grace_s), name=f"responder-retire-{worker.tp.partition}"
+        )
         self._retired.add(stopping)
         stopping.add_done_callback(self._retired.discard)
 
@@ -279,10 +303,29 @@ class ResponderConsumer:
         log.debug("committed", offsets={tp.partition: pos for tp, pos in offsets.items()})
 
     def assign(self, assigned: Iterable[TopicPartition]) -> None:
-        """Start a worker for each newly assigned partition."""
-        for tp in assigned:
-            if tp not in self._workers:
+        """Take parked workers back (fetching on after their records), start new ones, and
+        cut off the answers of parked partitions that went to another member."""
+        assigned = set(assigned)
+        for tp in sorted(assigned):
+            parked = self._parked.pop(tp, None)
+            if parked is not None and not parked.closed:
+                self._workers[tp] = parked
+                if parked.next_offset is not None:
+                    # The committed position is at or before what the worker holds.
+                    self._consumer.seek(tp, parked.next_offset)
+            elif tp not in self._workers:
                 self._workers[tp] = self._new_worker(tp)
+        lost = list(self._parked.values())
+        self._parked.clear()
+        for worker in lost:
+            self._retire(worker, grace_s=0.0)
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(str(worker.tp.partition))
+        if lost:
+            log.info(
+                "partitions moved to another member; their answers in flight are cut off",
+                partitions=sorted(w.tp.partition for w in lost),
+            )
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def _new_worker(self, tp: TopicPartition) -> PartitionWorker:
@@ -295,15 +338,13 @@ class ResponderConsumer:
         )
 
     async def revoke(self, revoked: Iterable[TopicPartition]) -> None:
-        """Finish (for a bounded time) or abandon the work of revoked partitions, then commit."""
+        """Commit what finished and park the workers, answers still running (see above)."""
         workers = [self._workers.pop(tp) for tp in list(revoked) if tp in self._workers]
         if not workers:
             return
-        await asyncio.gather(*(worker.stop(self._revoke_grace_s) for worker in workers))
         await self.commit(workers)
         for worker in workers:
-            with contextlib.suppress(KeyError):
-                metrics.CONSUMER_LAG.remove(str(worker.tp.partition))
+            self._parked[worker.tp] = worker
         log.info("partitions revoked", partitions=sorted(w.tp.partition for w in workers))
 
     async def shutdown(self, grace_s: float) -> None:
@@ -316,7 +357,7 @@ class ResponderConsumer:
                 self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        workers = list(self._workers.values())
+        workers = [*self._workers.values(), *self._parked.values()]
         await asyncio.gather(*(worker.stop(grace_s) for worker in workers))
         # Workers of a log that started over may still be finishing (never committed).
         await asyncio.gather(*self._retired, return_exceptions=True)

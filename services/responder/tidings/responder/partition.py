@@ -48,8 +48,14 @@ class PartitionWorker:
         self._waiting: deque[Record] = deque()
         self._running: dict[int, tuple[asyncio.Task[None], bytes]] = {}
         self._closed = False
+        self._next_offset: int | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def next_offset(self) -> int | None:
+        """The offset after the last record handed to this worker (where fetching goes on)."""
+        return self._next_offset
 
     @property
     def backlog(self) -> int:
@@ -67,6 +73,7 @@ class PartitionWorker:
         for record in records:
             self.tracker.add(record.offset)
             self._waiting.append(record)
+            self._next_offset = record.offset + 1
         self._schedule()
 
     def add_finished(self, record: Record) -> None:
@@ -75,6 +82,7 @@ class PartitionWorker:
             return
         self.tracker.add(record.offset)
         self.tracker.finish(record.offset)
+        self._next_offset = record.offset + 1
 
     def expedite(self, matches: Callable[[Record], bool]) -> bool:
         """Start the first waiting record that `matches` now, out of turn.

@@ -83,7 +83,7 @@ class ResponderService:
                     kafka,
                     group_id=settings.group_id,
                     name="responder",
-                    # Revoked partitions may finish their answers before the group moves on.
+                    # How long the group waits for a member to rejoin (the revoke commits).
                     rebalance_timeout_ms=int((settings.revoke_grace_s + 20) * 1000),
                     session_timeout_ms=settings.session_timeout_ms,
                     heartbeat_interval_ms=settings.heartbeat_interval_ms,

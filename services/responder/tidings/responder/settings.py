@@ -129,8 +129,12 @@ class ResponderSettings(BaseSettings):
     revoke_grace_s: float = Field(
         default=10.0,
         ge=0,
-        title="Rebalance grace period (s)",
-        description="How long answers of revoked partitions may finish during a rebalance.",
+        title="Grace for answers of a lost log (s)",
+        description=(
+            "How long the answers in flight of a partition whose log started over (a broker "
+            "that lost its log) may finish. A rebalance does not wait for answers: they go on "
+            "through it, or are cut off when their partition moves to another member."
+        ),
     )
     max_attempts: int = Field(
         default=3,
