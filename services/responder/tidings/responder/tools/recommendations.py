@@ -111,20 +111,31 @@ class RecommendationTool:
         self._cache = VectorCache(embed) if embed is not None else None
         self._max_candidates = max_candidates
 
-    async def warm(self, *, attempts: int = 30, pause_s: float = 5.0) -> bool:
+    async def warm(
+        self, *, attempts: int = 30, retry_s: float = 5.0, batch: int = 32, pause_s: float = 0.2
+    ) -> bool:
         """Embed the catalogue ahead of the first request (the store and memory may still be
-        starting: tried `attempts` times). True once the vectors are cached."""
+        starting: tried `attempts` times). True once the vectors are cached.
+
+        A batch at a time with a pause between: the memory service embeds the answer
+        engine's questions meanwhile, and a request for books may take the cache's lock."""
+        if self._cache is None:
+            return False
         for _ in range(attempts):
             try:
                 books = (await self._store.find_books({"limit": self._max_candidates})).books
             except StoreUnavailableError:
                 books = []
-            if books and self._cache is not None and await self._cache.vectors(books):
+            done = bool(books)
+            for start in range(0, len(books), batch):
+                if await self._cache.vectors(books[start : start + batch]) is None:
+                    done = False
+                    break
+                await asyncio.sleep(pause_s)
+            if done:
                 log.info("catalogue embedded", books=len(books))
                 return True
-            if self._cache is None:
-                return False
-            await asyncio.sleep(pause_s)
+            await asyncio.sleep(retry_s)
         return False
 
     async def answer(self, message: UserMessage) -> ToolAnswer | None:
