@@ -201,6 +201,8 @@ async def run(work: Path) -> str:
             "GATEWAY_PORT": str(gateway_port),
             "GATEWAY_RATE_PER_S": "1000",
             "GATEWAY_RATE_BURST": "1000",
+            "GATEWAY_REQUEST_RATE_PER_S": "1000",
+            "GATEWAY_REQUEST_BURST": "1000",
         }
         cli = [sys.executable, "-m", "tidings.cli.main"]
         with (

@@ -170,6 +170,8 @@ def _start_gateway(stack: dict[str, Any], prefix: str, **extra: str) -> tuple[Pr
         # The bench drives everything from one address: lift the per-caller limits.
         "GATEWAY_RATE_PER_S": "1000000",
         "GATEWAY_RATE_BURST": "1000000",
+        "GATEWAY_REQUEST_RATE_PER_S": "1000000",
+        "GATEWAY_REQUEST_BURST": "1000000",
         "GATEWAY_MAX_STREAMS_PER_SUBJECT": "100000",
         **extra,
     }

@@ -173,6 +173,8 @@ async def bench_ttft(kafka: KafkaSettings, llm: LLMSettings, work: Path, threads
         # Every request comes from 127.0.0.1, faster than the per-caller default.
         "GATEWAY_RATE_PER_S": "1000",
         "GATEWAY_RATE_BURST": "1000",
+        "GATEWAY_REQUEST_RATE_PER_S": "1000",
+        "GATEWAY_REQUEST_BURST": "1000",
     }
     responder_env = {
         **env,

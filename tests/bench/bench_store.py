@@ -159,6 +159,8 @@ async def run(work: Path) -> str:
             "GATEWAY_PORT": str(gateway_port),
             "GATEWAY_RATE_PER_S": "1000",
             "GATEWAY_RATE_BURST": "1000",
+            "GATEWAY_REQUEST_RATE_PER_S": "1000",
+            "GATEWAY_REQUEST_BURST": "1000",
         }
     )
     broker = process(tansu_command(broker_port), work / "tansu.log") if broker_port else None

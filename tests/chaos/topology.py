@@ -279,6 +279,8 @@ class Topology:
             # drill itself rather than protect anything.
             "GATEWAY_RATE_PER_S": "1000",
             "GATEWAY_RATE_BURST": "1000",
+            "GATEWAY_REQUEST_RATE_PER_S": "1000",
+            "GATEWAY_REQUEST_BURST": "1000",
             "GATEWAY_MAX_STREAMS_PER_SUBJECT": "10000",
             "GATEWAY_SSE_PING_S": "5",
         }

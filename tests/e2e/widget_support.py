@@ -116,6 +116,8 @@ async def start_full_stack(
                 # The tests send quickly from one address; the limits have their own tests.
                 rate_per_s=50.0,
                 rate_burst=100,
+                request_rate_per_s=50.0,
+                request_burst=100,
             )
         )
     )
