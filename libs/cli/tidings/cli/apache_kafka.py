@@ -45,6 +45,9 @@ BROKER_SETTINGS: dict[str, str] = {
     "transaction.state.log.min.isr": "1",
     "group.initial.rebalance.delay.ms": "0",
     "auto.create.topics.enable": "false",
+    # Lets the responders' 3 s session (RESPONDER_SESSION_TIMEOUT_MS as deployed) join: a
+    # responder killed with kill -9 is replaced within 5 s (tests/bench/bench_takeover.py).
+    "group.min.session.timeout.ms": "2000",
 }
 _LOG4J2 = """\
 status = warn

@@ -93,6 +93,10 @@ def plan(
             result.broker, result.broker_note = "tansu", kafka_unavailable
         else:
             result.controller_port = int(env.get("TIDINGS_BROKER_CONTROLLER_PORT", "9093"))
+            # As deployed: the local broker accepts a 3 s session (apache_kafka), so a
+            # responder that dies is replaced within 5 s.
+            env.setdefault("RESPONDER_SESSION_TIMEOUT_MS", "3000")
+            env.setdefault("RESPONDER_HEARTBEAT_INTERVAL_MS", "750")
         # The services' workarounds follow the broker started (tidings.common.broker_compat).
         env["KAFKA_BROKER"] = result.broker
 
