@@ -15,6 +15,7 @@ With STORE_API_TOKEN the /api routes need `Authorization: Bearer <token>`. Error
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -45,6 +46,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such resource."}
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "A body that is not JSON."},
     401: {"model": ErrorOut, "description": "STORE_API_TOKEN is set and was not sent."},
     422: {"model": ErrorOut, "description": "Invalid parameters."},
 }
@@ -93,8 +95,8 @@ def create_app(
         author: Annotated[str | None, Query(max_length=200, description="Part of it.")] = None,
         title: Annotated[str | None, Query(max_length=300, description="Part of it.")] = None,
         format: Annotated[Format | None, Query()] = None,
-        min_price: Annotated[float | None, Query(ge=0)] = None,
-        max_price: Annotated[float | None, Query(ge=0)] = None,
+        min_price: Annotated[float | None, Query(ge=0, le=1_000_000)] = None,
+        max_price: Annotated[float | None, Query(ge=0, le=1_000_000)] = None,
         in_stock: Annotated[bool | None, Query(description="Only books in stock.")] = None,
         sort: Annotated[SortOrder, Query(description="bestselling: last week's sales.")] = (
             "bestselling"
@@ -154,7 +156,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
-        return _error(exc.status_code, code, str(exc.detail))
+        # The exception's headers stay (a 405 names the allowed methods in `Allow`).
+        return _error(exc.status_code, code, str(exc.detail), exc.headers)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -169,5 +172,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
