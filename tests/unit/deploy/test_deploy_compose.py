@@ -145,22 +145,43 @@ def test_volumes_and_mounted_files_exist() -> None:
                 assert source in declared, f"{name}: {source}"
 
 
-def test_observability_profile_scrapes_all_three_services() -> None:
-    observability = {n for n, s in SERVICES.items() if "observability" in s.get("profiles", [])}
-    assert observability == {"prometheus", "grafana", "kafka-exporter"}
+def _scrape_targets() -> set[str]:
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    targets = {
+    return {
         target
         for job in config["scrape_configs"]
         for static in job["static_configs"]
         for target in static["targets"]
     }
+
+
+def test_observability_profile_scrapes_all_three_services() -> None:
+    observability = {n for n, s in SERVICES.items() if "observability" in s.get("profiles", [])}
+    assert observability == {"prometheus", "grafana", "kafka-exporter"}
+    targets = _scrape_targets()
     for name, image in _tidings_services().items():
         if name in ONE_SHOT:
             continue
-        assert f"{name}:{TIDINGS[image][1]}" in targets
+        port_var, default = TIDINGS[image]
+        environment = SERVICES[name]["environment"]
+        # A service with a metrics port of its own is scraped there (memory), not on its API.
+        metrics_var = port_var.replace("_PORT", "_METRICS_PORT")
+        port = environment.get(metrics_var, environment.get(port_var, default))
+        assert f"{name}:{port}" in targets
     for target in targets:
         assert target.split(":")[0] in SERVICES
+
+
+def test_prometheus_scrapes_memory_on_its_metrics_port_not_its_data_port() -> None:
+    memory = SERVICES["memory"]["environment"]
+    api_port = int(memory.get("MEMORY_PORT", TIDINGS["memory"][1]))
+    metrics_port = int(memory["MEMORY_METRICS_PORT"])
+    assert metrics_port != api_port
+    # Other containers (Prometheus) must reach it: MEMORY_METRICS_HOST defaults to MEMORY_HOST.
+    assert memory.get("MEMORY_METRICS_HOST", memory["MEMORY_HOST"]) == "0.0.0.0"
+    memory_targets = {t for t in _scrape_targets() if t.split(":")[0] == "memory"}
+    # The API port needs MEMORY_API_TOKEN and serves no /metrics once the metrics port is set.
+    assert memory_targets == {f"memory:{metrics_port}"}
 
 
 def test_grafana_provisions_the_dashboard() -> None:

@@ -17,7 +17,7 @@ import pytest
 from deploy_crds import crd_schemas, crd_validator
 from deploy_kustomize import Doc, render
 from deploy_settings import service_env_vars, settings_classes
-from deploy_targets import K8S, TARGETS
+from deploy_targets import K8S, TARGETS, selects
 from deploy_targets import config as _config
 from deploy_targets import one as _one
 
@@ -27,6 +27,8 @@ from tidings.common.settings import KafkaSettings, LLMBackend
 # The oldest Kubernetes the manifests promise to work on (docs/deployment.md).
 K8S_VERSION = "1.31.0"
 SERVICES = {"gateway": "GATEWAY_PORT", "responder": "RESPONDER_PORT", "memory": "MEMORY_PORT"}
+# Services that serve /metrics on a port of their own, away from their API (named `metrics`).
+METRICS_PORTS = {"memory": "MEMORY_METRICS_PORT"}
 
 # Settings deliberately absent from the ConfigMap's data. Each is optional with no default
 # (an empty string would not mean "unset") and must appear, commented, in config.yaml or
@@ -55,8 +57,6 @@ OPTIONAL_SETTINGS = {
     "GATEWAY_MEMORY_LIMIT_BYTES": "unset = the cgroup memory limit",
     "GATEWAY_MAX_OPEN_STREAMS": "unset = half the memory limit / 96 KiB",
     "GATEWAY_REPLAY_MAX_TOTAL_BYTES": "unset = an eighth of the memory limit",
-    "MEMORY_METRICS_PORT": "unset = /metrics on the API port",
-    "MEMORY_METRICS_HOST": "unset = MEMORY_HOST",
 }
 
 
@@ -149,7 +149,10 @@ def test_services_run_hardened_with_probes_on_their_ports(docs: list[Doc]) -> No
         ].startswith(f"tidings-{name}:")
         assert container["args"] == [name]  # the image's entrypoint is `tidings`
         port = int(config[port_var])
-        assert container["ports"] == [{"name": "http", "containerPort": port}]
+        ports = [{"name": "http", "containerPort": port}]
+        if name in METRICS_PORTS:
+            ports.append({"name": "metrics", "containerPort": int(config[METRICS_PORTS[name]])})
+        assert container["ports"] == ports
         assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
         assert set(container["resources"]) == {"requests", "limits"}
@@ -167,6 +170,7 @@ def test_services_run_hardened_with_probes_on_their_ports(docs: list[Doc]) -> No
         }
         service = _one(docs, "Service", name)
         assert service["spec"]["ports"][0]["port"] == port
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == [p["name"] for p in ports]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         pdb = _one(docs, "PodDisruptionBudget", name)
         assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
@@ -325,6 +329,40 @@ def test_network_policies_allow_only_what_each_service_needs(docs: list[Doc]) ->
     assert llm_from == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "responder"}}}]
 
 
+def _ingress_peers_by_port(policy: Doc) -> dict[int, list[dict[str, object]]]:
+    """port -> every peer an ingress rule admits to it (a rule must name both)."""
+    peers: dict[int, list[dict[str, object]]] = {}
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("from") and rule.get("ports"), rule  # no rule admits all peers/ports
+        for port in rule["ports"]:
+            peers.setdefault(port["port"], []).extend(rule["from"])
+    return peers
+
+
+def test_monitoring_reaches_memory_only_on_its_metrics_port(docs: list[Doc]) -> None:
+    config = _config(docs)
+    api_port, metrics_port = int(config["MEMORY_PORT"]), int(config["MEMORY_METRICS_PORT"])
+    policies = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and "Ingress" in d["spec"]["policyTypes"]
+        and d["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "memory"
+    ]
+    (policy,) = policies  # default-deny (empty selector) admits nothing
+    peers = _ingress_peers_by_port(policy)
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert set(peers) == {api_port, metrics_port}
+    assert peers[metrics_port] == [monitoring]
+    assert peers[api_port] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": caller}}}
+        for caller in ("gateway", "responder")
+    ]
+
+
 # --- LLM servers per overlay ----------------------------------------------------------------
 
 
@@ -380,13 +418,28 @@ def test_prod_runs_vllm_on_a_gpu_behind_the_openai_backend() -> None:
 # --- monitoring ---------------------------------------------------------------------------
 
 
-def test_service_monitor_scrapes_the_three_services(docs: list[Doc]) -> None:
-    monitor = _one(docs, "ServiceMonitor", "tidings")["spec"]
-    (expression,) = monitor["selector"]["matchExpressions"]
-    assert set(expression["values"]) == set(SERVICES)
-    port_names = {e["port"] for e in monitor["endpoints"]}
-    for name in SERVICES:
-        assert port_names <= {p["name"] for p in _one(docs, "Service", name)["spec"]["ports"]}
+def _scraped_ports(docs: list[Doc], name: str) -> set[int]:
+    """The container ports the ServiceMonitors scrape on the service `name`'s pods."""
+    service = _one(docs, "Service", name)
+    container = _container(_one(docs, "Deployment", name), name)
+    numbers = {p["name"]: p["containerPort"] for p in container["ports"]}
+    targets = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    scraped = set()
+    for monitor in (d for d in docs if d["kind"] == "ServiceMonitor"):
+        if selects(monitor["spec"]["selector"], service["metadata"]["labels"]):
+            for endpoint in monitor["spec"]["endpoints"]:
+                assert endpoint["path"] == "/metrics"
+                scraped.add(numbers[targets[endpoint["port"]]])
+    return scraped
+
+
+def test_service_monitors_scrape_each_service_on_its_metrics_port(docs: list[Doc]) -> None:
+    config = _config(docs)
+    for name, port_var in SERVICES.items():
+        metrics_port = int(config[METRICS_PORTS.get(name, port_var)])
+        assert _scraped_ports(docs, name) == {metrics_port}, name
+    # memory's API port (everyone's turns, behind MEMORY_API_TOKEN) is not scraped.
+    assert int(config["MEMORY_METRICS_PORT"]) != int(config["MEMORY_PORT"])
     dashboard = _one(docs, "ConfigMap", "tidings-grafana-dashboard")
     assert dashboard["metadata"]["labels"] == {"grafana_dashboard": "1"}
     assert '"uid": "tidings"' in dashboard["data"]["tidings.json"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from deploy_kustomize import Doc, render
-from deploy_targets import TARGETS, one, pod_labels, selects, workloads
+from deploy_targets import TARGETS, config, one, pod_labels, selects, workloads
 
 Edge = tuple[str, str, int]  # caller workload, callee workload, port
 
@@ -112,7 +112,9 @@ def test_monitoring_may_only_read_metrics_over_mtls(mesh: list[Doc]) -> None:
         for rule in policy["spec"].get("rules", []):
             if any("namespaces" in s["source"] for s in rule["from"]):
                 assert rule["from"] == [{"source": {"namespaces": ["monitoring"]}}]
-                assert rule["to"] == [{"operation": {"methods": ["GET"], "paths": ["/metrics"]}}]
+                (to,) = rule["to"]
+                operation = {k: v for k, v in to["operation"].items() if k != "ports"}
+                assert operation == {"methods": ["GET"], "paths": ["/metrics"]}
     scraped = set()
     for monitor in (d for d in mesh if d["kind"] == "ServiceMonitor"):
         for endpoint in monitor["spec"]["endpoints"]:
@@ -130,6 +132,25 @@ def test_monitoring_may_only_read_metrics_over_mtls(mesh: list[Doc]) -> None:
         for name in _selected(mesh, policy["spec"]["selector"])
     }
     assert scraped and scraped <= readable
+
+
+def test_monitoring_reads_memory_only_on_its_metrics_port(mesh: list[Doc]) -> None:
+    settings = config(mesh)
+    api_port, metrics_port = settings["MEMORY_PORT"], settings["MEMORY_METRICS_PORT"]
+    rules = one(mesh, "AuthorizationPolicy", "memory")["spec"]["rules"]
+    by_source = {
+        tuple(sorted(p for s in r["from"] for p in s["source"].get("principals", [])))
+        or tuple(n for s in r["from"] for n in s["source"].get("namespaces", [])): r["to"]
+        for r in rules
+    }
+    callers = ("cluster.local/ns/tidings/sa/gateway", "cluster.local/ns/tidings/sa/responder")
+    assert by_source == {
+        callers: [{"operation": {"ports": [api_port]}}],
+        ("monitoring",): [
+            {"operation": {"methods": ["GET"], "paths": ["/metrics"], "ports": [metrics_port]}}
+        ],
+    }
+    assert api_port != metrics_port
 
 
 def test_kafka_stays_outside_the_mesh(mesh: list[Doc]) -> None:
