@@ -161,3 +161,15 @@ def test_with_a_token_the_api_needs_it(db: Database) -> None:
     ok = api.get("/api/categories", headers={"Authorization": "Bearer " + "t" * 40})
     assert ok.status_code == 200
     assert api.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://store:pw@db:5432/store", "postgresql+psycopg://store:pw@db:5432/store"),
+        ("postgresql://store:pw@db/store", "postgresql+psycopg://store:pw@db/store"),
+        ("sqlite:////data/store/store.db", "sqlite:////data/store/store.db"),
+    ],
+)
+def test_postgres_urls_use_psycopg_3(url: str, expected: str) -> None:
+    assert StoreSettings(database_url=url).database_url == expected
