@@ -246,3 +246,15 @@ def test_no_default_passwords_and_no_open_consoles() -> None:
         for mapping in SERVICES[name]["ports"]:
             assert mapping.startswith("127.0.0.1:"), (name, mapping)
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_guides_name_every_secret_compose_requires() -> None:
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "compose.yaml").read_text()))
+    assert {"MEMORY_API_TOKEN", "QDRANT_API_KEY", "GRAFANA_ADMIN_PASSWORD"} <= required
+    readme = (ROOT / "README.md").read_text()
+    deploying = readme.split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    compose_section = guide.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
+    for text, where in ((deploying, "README.md, Deploying"), (compose_section, "deployment.md")):
+        missing = sorted(name for name in required if f"{name}=$(" not in text)
+        assert not missing, f"{where} does not show how to set {missing}"
