@@ -1,7 +1,7 @@
 """Answer engine: time to first token of knowledge answers through the whole stack (issue 16).
 
 Side by side in one run, alternating, on one stack of real processes (`tidings memory` with
-the sample knowledge base in local Qdrant, `tidings responder`, `tidings gateway`, Tansu and
+the sample knowledge base in local Qdrant, `tidings responder`, `tidings gateway`, Apache Kafka and
 the bundled SmolLM2 on llama.cpp):
 
 (a) knowledge questions answered by quoting the knowledge base (RESPONDER_ANSWER_MODE=quote,
@@ -183,8 +183,8 @@ async def measure_mode(
 
 
 async def run(work: Path) -> str:
-    async with infrastructure(work) as (bootstrap, llm_base):
-        kafka = kafka_for(bootstrap, 3)
+    async with infrastructure(work) as (brokers, llm_base):
+        kafka = kafka_for(brokers, 3)  # Apache Kafka
         await ensure_topics(kafka)
         memory_port, gateway_port = free_port(), free_port()
         env = env_for(kafka, llm_base, memory_port, work)

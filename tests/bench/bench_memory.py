@@ -1,6 +1,6 @@
 """Memory: worker throughput vs plain `model.encode`, `/context` latency, retrieval quality.
 
-Starts a Tansu broker on 127.0.0.1, publishes a fixed set of support-chat exchanges, and
+Starts an Apache Kafka broker on 127.0.0.1, publishes a fixed set of support-chat exchanges, and
 runs the real memory service in this process (Kafka -> embeddings -> Qdrant local mode ->
 `memory.stored`). The same texts are embedded with plain `model.encode` in batches of the
 worker's batch size, before and after, in the same run, so the ratio compares like with
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -24,7 +25,8 @@ from typing import Any
 
 import httpx
 
-from tidings.cli.infra import free_port, tansu_command, wait_for_port
+from tidings.cli.apache_kafka import KafkaNode
+from tidings.cli.infra import free_port, wait_for_port
 from tidings.common.events import ResponseDone, UserMessage, new_id
 from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
 from tidings.common.logging import configure_logging
@@ -226,7 +228,7 @@ async def measure(bootstrap: str, workdir: Path) -> str:
     return f"""
 Command: `.venv/bin/python tests/bench/run.py bench_memory`. {EXCHANGES} exchanges
 ({len(texts)} turns: a customer question and a knowledge-base-sized answer each) are
-published to a Tansu broker on 127.0.0.1 before the memory service starts; the service runs
+published to an Apache Kafka broker on 127.0.0.1 before the memory service starts; the service runs
 in this process with Qdrant local mode on disk and `MEMORY_BATCH_SIZE={BATCH_SIZE}`. Worker
 throughput is steady state: from the first `memory.stored` batch to the last (the consumer
 group join before it is not counted). Plain encode embeds the same texts in batches of
@@ -253,10 +255,12 @@ def main() -> str:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        log = (workdir / "tansu.log").open("wb")
-        broker = subprocess.Popen(tansu_command(port), stdout=log, stderr=subprocess.STDOUT)
+        log = (workdir / "kafka.log").open("wb")
+        node = KafkaNode(port=port, controller_port=free_port(), data_dir=workdir / "kafka")
+        os.environ["KAFKA_BROKER"] = "kafka"
+        broker = subprocess.Popen(node.prepare(), stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(port, timeout_s=30)
+            wait_for_port(port, timeout_s=90)
             return asyncio.run(measure(f"127.0.0.1:{port}", workdir))
         finally:
             broker.terminate()

@@ -2,7 +2,7 @@
 
 One stack of real processes on 127.0.0.1: `tidings store` (SQLite, the sample data),
 `tidings memory` (the embedding model, for recommendations by meaning), `tidings responder`
-(LLM_BACKEND=echo: tool answers never reach a model), `tidings gateway`, and a Tansu broker
+(LLM_BACKEND=echo: tool answers never reach a model), `tidings gateway`, and an Apache Kafka broker
 (or KAFKA_BOOTSTRAP_SERVERS). Side by side, alternating, one request at a time:
 
 (a) an order-status question with its proof (number + e-mail), a new session each;
@@ -38,7 +38,8 @@ from bench_engine import ttft  # noqa: E402
 from bench_responder import pct, process  # noqa: E402
 
 from tests.store_process import StoreProcess  # noqa: E402
-from tidings.cli.infra import free_port, tansu_command, wait_for_http, wait_for_port  # noqa: E402
+from tidings.cli.apache_kafka import KafkaNode  # noqa: E402
+from tidings.cli.infra import free_port, wait_for_http, wait_for_port  # noqa: E402
 
 TITLE = "Store tools: order status and recommendations through the whole stack"
 ROUNDS = 12
@@ -140,7 +141,7 @@ async def run(work: Path) -> str:
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
         broker_port = free_port()
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{broker_port}"
-        env["KAFKA_BROKER"] = "tansu"
+        env["KAFKA_BROKER"] = "kafka"
     env["KAFKA_TOPIC_PREFIX"] = f"bstore{os.getpid()}-"
     memory_port, responder_port, gateway_port = free_port(), free_port(), free_port()
     store = StoreProcess(work)
@@ -163,11 +164,14 @@ async def run(work: Path) -> str:
             "GATEWAY_REQUEST_BURST": "1000",
         }
     )
-    broker = process(tansu_command(broker_port), work / "tansu.log") if broker_port else None
+    broker = None
+    if broker_port:
+        node = KafkaNode(port=broker_port, controller_port=free_port(), data_dir=work / "kafka")
+        broker = process(node.prepare(), work / "kafka.log")
     try:
         if broker is not None:
             broker.__enter__()
-            wait_for_port(broker_port or 0, timeout_s=30)
+            wait_for_port(broker_port or 0, timeout_s=90)
         with (
             store,
             process([*cli, "memory"], work / "memory.log", env),

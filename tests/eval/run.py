@@ -1,14 +1,14 @@
 """`make eval`: ask the real stack the labelled questions and write docs/quality.md.
 
-Starts, in this process and on 127.0.0.1 only, what the end-to-end test starts: a real broker
-(KAFKA_BOOTSTRAP_SERVERS, or a Tansu started here), a real LLM server (`--openai-base-url`,
-or the bundled SmolLM2 on llama.cpp started here), the memory service with the sample
-knowledge base, the responder and the gateway, all on topics of their own. Each case of
-tests/eval/questions.yaml gets a new session: its `history` messages are posted first, each
-answer read to its end, then the question; the `done` (or `error`) event is kept and judged
-by tests/eval/judge.py. Writes the raw results (`--json`) and the report (`--out`), prints
-a summary, and exits 0 whenever it ran, whatever the scores (1 when the stack could not
-start, 2 for a bad question set).
+Starts, in this process and on 127.0.0.1 only, what the end-to-end test starts: a real
+broker (KAFKA_BOOTSTRAP_SERVERS, or Apache Kafka started here; Tansu without Java), a real
+LLM server (`--openai-base-url`, or the bundled SmolLM2 on llama.cpp started here), the
+memory service with the sample knowledge base, the responder and the gateway, all on topics
+of their own. Each case of tests/eval/questions.yaml gets a new session: its `history`
+messages are posted first, each answer read to its end, then the question; the `done` (or
+`error`) event is kept and judged by tests/eval/judge.py. Writes the raw results (`--json`)
+and the report (`--out`), prints a summary, and exits 0 whenever it ran, whatever the scores
+(1 when the stack could not start, 2 for a bad question set).
 
     .venv/bin/python tests/eval/run.py                       # everything, SmolLM2
     .venv/bin/python tests/eval/run.py --only canned --only ship-canada
@@ -103,21 +103,30 @@ class Process:
 
 
 def start_broker(processes: list[Process], log_dir: Path) -> str:
+    from tidings.cli import apache_kafka
     from tidings.cli.infra import free_port, tansu_command, wait_for_port
 
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         return external
     port = free_port()
-    # Tansu's workarounds (no idempotent producer; tidings.common.broker_compat) are on only
-    # when KAFKA_BROKER says tansu: the clients default to Apache Kafka's settings.
-    os.environ["KAFKA_BROKER"] = "tansu"
-    broker = Process("tansu", tansu_command(port), log_dir)
+    # Apache Kafka, as production runs it; Tansu (its workarounds on) without Java.
+    missing = apache_kafka.unavailable()
+    if missing:
+        print(f"Apache Kafka cannot run here ({missing}): the eval runs on Tansu", flush=True)
+        os.environ["KAFKA_BROKER"] = "tansu"
+        broker = Process("tansu", tansu_command(port), log_dir)
+    else:
+        os.environ["KAFKA_BROKER"] = "kafka"
+        node = apache_kafka.KafkaNode(
+            port=port, controller_port=free_port(), data_dir=log_dir / "kafka"
+        )
+        broker = Process("kafka", node.prepare(), log_dir)
     processes.append(broker)
     try:
-        wait_for_port(port, timeout_s=30)
+        wait_for_port(port, timeout_s=90)
     except Exception as exc:
-        raise StackError(f"Tansu did not start ({exc}):\n{broker.tail()}") from None
+        raise StackError(f"the broker did not start ({exc}):\n{broker.tail()}") from None
     return f"127.0.0.1:{port}"
 
 

@@ -1,7 +1,8 @@
 """`tidings dev` (what `make run` runs): every part as its own process, one command.
 
 This is the path a user takes first, so it is tested as a user runs it: a real process tree
-(Tansu, llama.cpp server, memory, responder, gateway), real HTTP, then Ctrl-C.
+(Apache Kafka, or Tansu without Java; llama.cpp server, memory, responder, gateway), real
+HTTP, then Ctrl-C.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def _dev_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
     env.update(
         TIDINGS_BROKER_PORT=str(free_port()),
+        TIDINGS_BROKER_CONTROLLER_PORT=str(free_port()),
+        TIDINGS_DEV_KAFKA_DIR=str(tmp_path / "kafka"),
         TIDINGS_LLM_PORT=str(free_port()),
         GATEWAY_PORT=str(free_port()),
         MEMORY_PORT=str(free_port()),
