@@ -22,16 +22,14 @@ otherwise). Bad parameters get a 422 `{"error": {"code", "message"}}`; a Qdrant 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException
 
+from tidings.common.http_errors import ApiError, install_error_handlers
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import Context, Embeddings, SessionMessages, SessionOwner
 from tidings.common.ops import ReadyCheck, ops_app
@@ -52,19 +50,6 @@ User = Annotated[
     str | None,
     Query(max_length=200, description="Authenticated subject; omit for anonymous callers."),
 ]
-
-
-class ApiError(Exception):
-    """An error with a stable code, answered as `{"error": {"code", "message"}}`."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
 
 
 class EmbedRequest(BaseModel):
@@ -198,7 +183,7 @@ def memory_app(
         return SessionOwner(session_id=session_id, exists=owner.exists, user=owner.user)
 
     app.include_router(data)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     ops = ops_app("memory", ready).routes
     app.router.routes.extend(r for r in ops if with_metrics or getattr(r, "path", "") != "/metrics")
     return app
@@ -232,35 +217,3 @@ def _credential_check(settings: MemorySettings) -> Callable[[Request], Awaitable
 def _unavailable(exc: Exception) -> ApiError:
     log.warning("qdrant request failed", error=repr(exc)[:300])
     return ApiError(503, "memory_unavailable", "the memory store is not answering; try again")
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    async def api_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.code, exc.message, exc.headers)
-
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
-        # Keep the exception's headers: a 405 must say what is `Allow`ed.
-        return _error(exc.status_code, code, str(exc.detail), exc.headers)
-
-    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
-            for err in exc.errors()[:5]
-        )
-        return _error(422, "invalid_request", problems)
-
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-
-
-def _error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )

@@ -15,15 +15,12 @@ With STORE_API_TOKEN the /api routes need `Authorization: Bearer <token>`. Error
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
 
 from tidings.common import store_api as contract
+from tidings.common.http_errors import ApiError, install_error_handlers
 from tidings.common.ops import ReadyCheck, ops_app
 from tidings.common.service_auth import bearer_matches
 from tidings.common.store_api import (
@@ -50,16 +47,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "STORE_API_TOKEN is set and was not sent."},
     422: {"model": ErrorOut, "description": "Invalid parameters."},
 }
-
-
-class ApiError(Exception):
-    """An error with a stable code, answered as `{"error": {"code", "message"}}`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def create_app(
@@ -143,38 +130,6 @@ def create_app(
 
     app.include_router(api)
     app.include_router(pages.router(db, links))
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.router.routes.extend(ops_app("store", ready or database_ready).routes)
     return app
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    async def api_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.code, exc.message)
-
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
-        # The exception's headers stay (a 405 names the allowed methods in `Allow`).
-        return _error(exc.status_code, code, str(exc.detail), exc.headers)
-
-    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
-            for err in exc.errors()[:5]
-        )
-        return _error(422, "invalid_request", problems)
-
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-
-
-def _error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )

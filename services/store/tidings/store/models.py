@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Final
+from typing import Final, get_args
 
 from sqlalchemy import Date, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-CATEGORIES: Final = (
-    "Fiction",
-    "Mystery & Thriller",
-    "Science Fiction & Fantasy",
-    "Romance",
-    "Biography",
-    "History",
-    "Science",
-    "Business",
-    "Cooking",
-    "Travel",
-    "Children's Books",
-    "Young Adult",
-    "Comics & Graphic Novels",
-)
-FORMATS: Final = ("paperback", "hardcover", "ebook", "audiobook")
-ORDER_STATUSES: Final = ("placed", "paid", "shipped", "delivered", "cancelled", "back_ordered")
+from tidings.common.store_api import Category, Format, OrderStatusName
+
+# The contract's values (tidings.common.store_api), as tuples for the tables and checks.
+CATEGORIES: Final = get_args(Category)
+FORMATS: Final = get_args(Format)
+ORDER_STATUSES: Final = get_args(OrderStatusName)
 
 
 class Base(DeclarativeBase):
