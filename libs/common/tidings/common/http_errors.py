@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 
 class ApiError(Exception):
@@ -37,8 +37,10 @@ def error_response(
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: Starlette) -> None:
     """Answer `ApiError`, FastAPI's HTTP errors and validation errors as JSON errors."""
+    # Only the FastAPI apps (memory, store) call this; the responder's image has no FastAPI.
+    from fastapi.exceptions import RequestValidationError
 
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
