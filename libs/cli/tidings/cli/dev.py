@@ -3,8 +3,8 @@
 Starts what is not provided from outside — a broker unless KAFKA_BOOTSTRAP_SERVERS is set
 (Apache Kafka, its log in .tidings/kafka, when Java 17+ is here; Tansu otherwise, or with
 TIDINGS_DEV_BROKER=tansu), the bundled llama.cpp model server unless another LLM is
-configured — then the memory,
-responder and gateway services, exactly as containers run them (`tidings <service>`).
+configured — then the store, memory, responder and gateway services, exactly as containers
+run them (`tidings <service>`).
 Ctrl-C (or SIGTERM) stops everything in reverse order; if any process dies, the rest are
 stopped too, so a half-running stack never pretends to work.
 """
