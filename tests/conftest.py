@@ -28,6 +28,7 @@ from tidings.cli.infra import (
     InfraError,
     free_port,
     llama_server_command,
+    tansu_binary,
     tansu_command,
     wait_for_http,
     wait_for_port,
@@ -74,10 +75,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"note: {note}", yellow=True)
 
 
-def _start_tansu(logs: Path, mp: pytest.MonkeyPatch) -> tuple[_Process, str]:
+def _start_tansu(logs: Path, mp: pytest.MonkeyPatch, name: str = "tansu") -> tuple[_Process, str]:
     mp.setenv("KAFKA_BROKER", "tansu")
     port = free_port()
-    broker = _Process("tansu", tansu_command(port), logs)
+    broker = _Process(name, tansu_command(port), logs)
     try:
         wait_for_port(port, timeout_s=30)
     except Exception:
@@ -133,12 +134,11 @@ def kafka_bootstrap(infra_logs: Path) -> Iterator[str]:
 def tansu_bootstrap(infra_logs: Path) -> Iterator[str]:
     """A Tansu broker of the session's own, for the tests of tidings.common.broker_compat."""
     try:
-        argv = tansu_command(0)
+        tansu_binary()
     except InfraError as exc:
         pytest.skip(f"needs the Tansu broker binary: {exc}")
-    del argv
-    with pytest.MonkeyPatch.context() as mp:
-        broker, bootstrap = _start_tansu(infra_logs, mp)
+    with pytest.MonkeyPatch.context() as mp:  # the session's own broker keeps its kind
+        broker, bootstrap = _start_tansu(infra_logs, mp, name="tansu-compat")
     try:
         yield bootstrap
     finally:
