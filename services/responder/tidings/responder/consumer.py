@@ -156,14 +156,8 @@ class ResponderConsumer:
             for tp, records in batches.items():
                 worker = self._workers.get(tp)
                 # Records of a partition revoked meanwhile belong to its next owner.
-                if worker is None or self._stopping:
-                    continue
-                # A worker taken back after a rebalance already holds what lies before its
-                # next offset: never hand it a record twice.
-                after = worker.next_offset
-                fresh = records if after is None else [r for r in records if r.offset >= after]
-                if fresh:
-                    self._add(worker, fresh)
+                if worker is not None and not self._stopping:
+                    self._add(worker, records)
             self._flow_control()
             await self._measure_lag()
             await self.commit(self._workers.values())

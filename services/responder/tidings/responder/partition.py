@@ -66,11 +66,18 @@ class PartitionWorker:
     def closed(self) -> bool:
         return self._closed
 
+    def _handed(self, record: Record) -> bool:
+        """True for a record this worker already holds (fetched again after a rebalance
+        handed the partition back: the consumer seeks past them, a stale batch may not)."""
+        return self._next_offset is not None and record.offset < self._next_offset
+
     def add(self, records: Iterable[Record]) -> None:
         """Queue fetched records (in offset order) and start what may start."""
         if self._closed:
             return
         for record in records:
+            if self._handed(record):
+                continue
             self.tracker.add(record.offset)
             self._waiting.append(record)
             self._next_offset = record.offset + 1
@@ -78,7 +85,7 @@ class PartitionWorker:
 
     def add_finished(self, record: Record) -> None:
         """Track a record that needs no answer (a cancel request), so commits pass over it."""
-        if self._closed:
+        if self._closed or self._handed(record):
             return
         self.tracker.add(record.offset)
         self.tracker.finish(record.offset)
