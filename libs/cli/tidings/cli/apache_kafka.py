@@ -272,7 +272,7 @@ def _base64url(raw: bytes) -> str:
 
 
 def main() -> int:
-    """`python -m tidings.cli.apache_kafka`: fetch the jars now (else the first broker does)."""
+    """`python -m tidings.cli.apache_kafka`: fetch the jars now (`make install` does)."""
     reason = unavailable()
     if reason:
         print(f"Apache Kafka not fetched: {reason}", file=sys.stderr)
