@@ -19,7 +19,7 @@ from tidings.memory.embedder import Embedder
 from tidings.memory.knowledge.ingest import Ingestor, sample_source
 from tidings.memory.knowledge.store import KnowledgeStore
 from tidings.memory.settings import MemorySettings
-from tidings.memory.store import open_qdrant
+from tidings.memory.store import Qdrant, open_qdrant
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +67,68 @@ async def test_sample_knowledge_base_retrieval_hit_at_3_and_mrr(
     print(f"\nretrieval over the sample KB: hit@3={hit_at_3:.3f} MRR={mrr:.3f} n={len(ranks)}")
     assert hit_at_3 >= 0.9, f"hit@3={hit_at_3:.3f}, missed: {misses}"
     assert mrr >= 0.75
+
+
+async def _ingested(
+    qdrant: object, embedder: Embedder, name: str, *, lexical: bool
+) -> KnowledgeStore:
+    from tidings.memory.collection import create_collection, point_alias
+    from tidings.memory.knowledge.lexical import SPARSE_VECTORS
+    from tidings.memory.knowledge.store import PAYLOAD_INDEXES
+
+    assert isinstance(qdrant, Qdrant)
+    stamp = ModelStamp(embedder.name, embedder.dimension)
+    if lexical:
+        knowledge = KnowledgeStore(qdrant, name)
+        await knowledge.ensure_collection(stamp)
+    else:  # a collection created before the lexical index: no sparse vector
+        await qdrant.run(
+            create_collection, qdrant.client, f"{name}_old", stamp, PAYLOAD_INDEXES, local=True
+        )
+        await qdrant.run(point_alias, qdrant.client, name, f"{name}_old")
+        knowledge = KnowledgeStore(qdrant, name)
+        await knowledge.ensure_collection(stamp)
+    assert SPARSE_VECTORS  # the new collections have it
+    settings = MemorySettings()
+    source = sample_source()
+    await Ingestor(
+        knowledge,
+        embedder,
+        max_chars=settings.chunk_max_chars,
+        overlap_chars=settings.chunk_overlap_chars,
+    ).ingest(source.root, source.items())
+    return knowledge
+
+
+async def test_a_chunk_that_shares_the_questions_rare_word_is_found_by_it(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    # Closer in meaning to the pages about delivery than to the list of payment methods,
+    # the one chunk that says "cash" is not among the 10 closest by meaning.
+    question = "can i pay cash to the delivery guy when the books arrive?"
+    expected = "Payments and billing > Accepted payment methods"
+    [vector] = embedder.embed([question])
+    async with open_qdrant(QdrantSettings(path=tmp_path / "qdrant")) as qdrant:
+        knowledge = await _ingested(qdrant, embedder, "kb", lexical=True)
+        by_meaning = await knowledge.search(vector, limit=10, min_score=0.25)
+        both = await knowledge.search(vector, limit=10, min_score=0.25, text=question)
+    assert expected not in [c.title for c in by_meaning]
+    assert expected in [c.title for c in both]
+    # Every chunk found by meaning is still there, with its similarity as its score.
+    scores = {c.chunk_id: c.score for c in both}
+    for found in by_meaning:
+        assert scores[found.chunk_id] == pytest.approx(found.score, abs=1e-5)
+    assert [c.score for c in both] == sorted((c.score for c in both), reverse=True)
+
+
+async def test_a_collection_from_before_the_lexical_index_is_searched_by_meaning(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    question = "can i pay cash to the delivery guy when the books arrive?"
+    [vector] = embedder.embed([question])
+    async with open_qdrant(QdrantSettings(path=tmp_path / "qdrant")) as qdrant:
+        knowledge = await _ingested(qdrant, embedder, "kb", lexical=False)
+        assert not await knowledge.lexical()
+        by_meaning = await knowledge.search(vector, limit=10, min_score=0.25)
+        asked = await knowledge.search(vector, limit=10, min_score=0.25, text=question)
+    assert by_meaning and [c.chunk_id for c in asked] == [c.chunk_id for c in by_meaning]

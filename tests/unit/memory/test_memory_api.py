@@ -340,3 +340,20 @@ def test_budget_keeps_everything_when_it_fits() -> None:
 
     assert [t.text for t in context.recent] == ["a", "b"]
     assert [c.text for c in context.knowledge] == ["c"]
+
+
+async def test_context_returns_the_chunks_asked_for_and_scored_evidence_outside_the_budget(
+    api: Api,
+) -> None:
+    none = await api.context(session_id="s-x", query="Do you ship to Canada?", chunks="0")
+    assert none.knowledge == []
+    scored = await api.context(
+        session_id="s-x", query="Do you ship to Canada?", evidence="true", chunks="5"
+    )
+    assert [c.title for c in scored.knowledge] == ["Shipping > Canada"]
+    assert [s.text for s in scored.knowledge[0].sentences] == ["We ship to Canada."]
+    too_many = await api.client.get(
+        "/context", params={"session_id": "s-x", "query": "q", "chunks": "51"}
+    )
+    assert too_many.status_code == 422
+    assert too_many.json()["error"]["code"]

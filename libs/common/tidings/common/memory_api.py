@@ -163,13 +163,17 @@ class MemoryClient:
         user: str | None = None,
         evidence: bool = False,
         vector: bool = False,
+        chunks: int | None = None,
     ) -> Context | None:
         """Context for an answer, or None when memory is disabled or not answering.
 
         `evidence` scores each sentence of the knowledge chunks against `query`; `vector`
-        returns the query's embedding too.
+        returns the query's embedding too; `chunks` asks for that many knowledge chunks
+        instead of the service's default.
         """
         params = {"session_id": session_id, "query": query}
+        if chunks is not None:
+            params["chunks"] = str(chunks)
         if user:
             params["user"] = user
         if evidence:

@@ -3,7 +3,9 @@
 - `GET /context?session_id=&query=&user=`: recent turns of the session, earlier turns
   related to the query (this session's, or this user's when a user is given; never another
   user's: the filter runs inside Qdrant), and knowledge chunks, within a character budget;
-  `evidence=true` scores every sentence of those chunks, `vector=true` adds the query vector.
+  `evidence=true` scores every sentence of those chunks (and returns them outside the
+  budget: they are the answer engine's candidates, not prompt text), `chunks=N` asks for N
+  chunks instead of MEMORY_CONTEXT_KNOWLEDGE_CHUNKS, `vector=true` adds the query vector.
 - `POST /embed`: `{"texts": [...]}` -> the model's unit vectors (the responder's FAQ routing).
 - `GET /sessions/{session_id}/messages?user=&limit=&cursor=&message_id=`: a page of the
   session's turns in order, only when the session is the caller's (`user`, or anonymous
@@ -44,6 +46,9 @@ from tidings.memory.store import TurnStore
 from tidings.memory.turns import Turn
 
 log = get_logger(__name__)
+
+# Most knowledge chunks one /context request may ask for (`chunks=`).
+MAX_KNOWLEDGE_CHUNKS = 50
 
 SessionId = Annotated[str, Path(min_length=1, max_length=200, description="Conversation id.")]
 User = Annotated[
@@ -101,6 +106,14 @@ def memory_app(
             bool, Query(description="Score each sentence of the knowledge chunks.")
         ] = False,
         vector: Annotated[bool, Query(description="Return the query's embedding.")] = False,
+        chunks: Annotated[
+            int | None,
+            Query(
+                ge=0,
+                le=MAX_KNOWLEDGE_CHUNKS,
+                description="Knowledge chunks to return (default MEMORY_CONTEXT_KNOWLEDGE_CHUNKS).",
+            ),
+        ] = None,
     ) -> Context:
         """What to add to a prompt answering `query` in `session_id`."""
         started = time.perf_counter()
@@ -120,16 +133,22 @@ def memory_app(
             )
             knowledge = await backends.knowledge.search(
                 vector_,
-                limit=settings.context_knowledge_chunks,
+                limit=settings.context_knowledge_chunks if chunks is None else chunks,
                 min_score=settings.knowledge_min_score,
+                text=query,
             )
             if evidence:
                 knowledge = await with_evidence(knowledge, vector_, backends.embedder, vectors)
         except Exception as exc:
             raise _unavailable(exc) from exc
+        # Scored evidence is for the answer engine to pick sentences from, not prompt text:
+        # it is returned whole, and only the turns share the character budget.
+        budgeted = [] if evidence else knowledge
         result = within_budget(
-            session_id, recent, related, knowledge, max_chars=settings.context_max_chars
+            session_id, recent, related, budgeted, max_chars=settings.context_max_chars
         )
+        if evidence:
+            result = result.model_copy(update={"knowledge": knowledge})
         if vector:
             result = result.model_copy(update={"query_vector": vector_})
         metrics.CONTEXT_SECONDS.observe(time.perf_counter() - started)

@@ -43,6 +43,7 @@ from tidings.memory.collection import (
 from tidings.memory.embedder import Embedder, EmbedderError, TextEmbedder
 from tidings.memory.knowledge.confluence import ConfluenceError, ConfluenceSpace
 from tidings.memory.knowledge.ingest import FileSource, Ingestor, IngestReport, sample_source
+from tidings.memory.knowledge.lexical import SPARSE_VECTORS
 from tidings.memory.knowledge.store import PAYLOAD_INDEXES, KnowledgeStore
 from tidings.memory.settings import MemorySettings
 from tidings.memory.store import QdrantLockedError, open_qdrant
@@ -268,7 +269,7 @@ async def _ingest(
             collection = new_collection_name(name)
             await qdrant.run(
                 create_collection, qdrant.client, collection, stamp, PAYLOAD_INDEXES,
-                local=qdrant.local,
+                local=qdrant.local, sparse=SPARSE_VECTORS,
             )  # fmt: skip
         else:
             collection = name

@@ -69,11 +69,14 @@ def create_collection(
     indexes: Mapping[str, models.PayloadSchemaType],
     *,
     local: bool,
+    sparse: Mapping[str, models.SparseVectorParams] | None = None,
 ) -> None:
-    """Create a cosine collection for `stamp`'s vectors, with its payload indexes."""
+    """Create a cosine collection for `stamp`'s vectors, with its payload indexes (and the
+    named sparse vectors `sparse`)."""
     client.create_collection(
         concrete,
         vectors_config=models.VectorParams(size=stamp.dimension, distance=models.Distance.COSINE),
+        sparse_vectors_config=dict(sparse) if sparse else None,
         metadata=stamp.metadata(),
     )
     for field_name, schema in indexes.items():
@@ -88,6 +91,12 @@ def create_collection(
                 "ignore", message="Payload indexes have no effect in the local Qdrant"
             )
             client.create_payload_index(concrete, field_name, schema)
+
+
+def sparse_vectors(client: QdrantClient, name: str) -> set[str]:
+    """The named sparse vectors of the collection behind `name`."""
+    info = client.get_collection(name)
+    return set(info.config.params.sparse_vectors or {})
 
 
 def point_alias(client: QdrantClient, name: str, concrete: str) -> str | None:
@@ -149,6 +158,7 @@ def ensure_collection(
     indexes: Mapping[str, models.PayloadSchemaType],
     *,
     local: bool,
+    sparse: Mapping[str, models.SparseVectorParams] | None = None,
 ) -> str:
     """Check the collection behind `name`, or create one with an alias; returns its name."""
     concrete = alias_target(client, name)
@@ -156,7 +166,7 @@ def ensure_collection(
         check_stamp(client, name, concrete, stamp)
         return concrete
     concrete = new_collection_name(name)
-    create_collection(client, concrete, stamp, indexes, local=local)
+    create_collection(client, concrete, stamp, indexes, local=local, sparse=sparse)
     point_alias(client, name, concrete)
     log.info("collection created", alias=name, collection=concrete, dim=stamp.dimension)
     return concrete

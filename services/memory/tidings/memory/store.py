@@ -74,11 +74,16 @@ class Qdrant:
         return await loop.run_in_executor(self._executor, partial(call, *args, **kwargs))
 
     async def ensure_collection(
-        self, name: str, stamp: ModelStamp, indexes: Mapping[str, models.PayloadSchemaType]
+        self,
+        name: str,
+        stamp: ModelStamp,
+        indexes: Mapping[str, models.PayloadSchemaType],
+        *,
+        sparse: Mapping[str, models.SparseVectorParams] | None = None,
     ) -> str:
         """Check (or create) the collection behind alias `name`; see `collection`."""
         return await self.run(
-            ensure_collection, self.client, name, stamp, indexes, local=self.local
+            ensure_collection, self.client, name, stamp, indexes, local=self.local, sparse=sparse
         )
 
 

@@ -47,12 +47,15 @@ class ContextSource:
         user: str | None,
         evidence: bool = False,
         vector: bool = False,
+        chunks: int | None = None,
     ) -> Context | None:
         """The context, or None (memory off, down, or in its retry pause)."""
         client, now = self._askable()
         if client is None:
             return None
-        found = await client.context(session_id, query, user=user, evidence=evidence, vector=vector)
+        found = await client.context(
+            session_id, query, user=user, evidence=evidence, vector=vector, chunks=chunks
+        )
         # One refused request (say for an unusual user) is no outage: memory stays on for
         # everyone else.
         self._note(found is not None or client.refused_last, now)

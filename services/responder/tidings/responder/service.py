@@ -157,6 +157,7 @@ class ResponderService:
                 evidence=EvidenceLimits(
                     min_similarity=settings.evidence_min_similarity,
                     foreign_word_penalty=settings.foreign_word_penalty,
+                    chunks=settings.evidence_chunks,
                 ),
                 general_prompt=llm.llm_system_prompt,
                 limits=PromptLimits(

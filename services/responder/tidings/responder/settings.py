@@ -230,7 +230,17 @@ class ResponderSettings(BaseSettings):
         ),
     )
     foreign_word_penalty: float = Field(
-        default=0.04, ge=0, le=1, title="Foreign word penalty", description="See above."
+        default=0.05, ge=0, le=1, title="Foreign word penalty", description="See above."
+    )
+    evidence_chunks: int = Field(
+        default=10,
+        ge=1,
+        le=50,
+        title="Evidence chunks",
+        description=(
+            "Knowledge chunks the memory service retrieves by meaning for each question; the "
+            "engine then ranks their sentences by meaning and by the question's words."
+        ),
     )
     memory_retry_s: float = Field(
         default=5.0,

@@ -1,11 +1,16 @@
 """Knowledge chunks in their own Qdrant collection (`MEMORY_KNOWLEDGE_COLLECTION`).
 
 Each point is one chunk, its payload names its document (id, root, content hash), so a
-re-ingest can tell which documents changed, which are new and which are gone.
+re-ingest can tell which documents changed, which are new and which are gone. Each point
+holds the chunk's embedding and its words (`lexical.py`); a search finds chunks by either.
+
+A collection created before the lexical index has no sparse vector: it is searched by
+meaning only, with a warning to re-ingest (`tidings ingest --recreate`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,11 +18,20 @@ from typing import Any
 
 from qdrant_client import models
 
+from tidings.common.logging import get_logger
 from tidings.common.memory_api import KnowledgeChunk
-from tidings.memory.collection import ModelStamp
+from tidings.memory.collection import ModelStamp, sparse_vectors
 from tidings.memory.knowledge.chunking import Chunk
 from tidings.memory.knowledge.documents import Document
+from tidings.memory.knowledge.lexical import (
+    LEXICAL_VECTOR,
+    SPARSE_VECTORS,
+    chunk_vector,
+    query_vector,
+)
 from tidings.memory.store import Qdrant
+
+log = get_logger(__name__)
 
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "doc_id": models.PayloadSchemaType.KEYWORD,
@@ -44,10 +58,27 @@ class KnowledgeStore:
         self._client = qdrant.client
         self._run = qdrant.run
         self.collection = collection
+        self._lexical: bool | None = None
 
     async def ensure_collection(self, stamp: ModelStamp) -> None:
         """Create the collection or check that the configured model built it."""
-        await self._qdrant.ensure_collection(self.collection, stamp, PAYLOAD_INDEXES)
+        await self._qdrant.ensure_collection(
+            self.collection, stamp, PAYLOAD_INDEXES, sparse=SPARSE_VECTORS
+        )
+        self._lexical = None
+
+    async def lexical(self) -> bool:
+        """Whether the collection has the lexical index (asked once)."""
+        if self._lexical is None:
+            found = LEXICAL_VECTOR in await self._run(sparse_vectors, self._client, self.collection)
+            if not found:
+                log.warning(
+                    "the knowledge collection has no lexical index (it predates it): searching "
+                    "by meaning only; run `tidings ingest --recreate` to add it",
+                    collection=self.collection,
+                )
+            self._lexical = found
+        return self._lexical
 
     async def documents(self, root: str) -> dict[str, StoredDocument]:
         """The documents stored for `root`, by document id."""
@@ -87,10 +118,15 @@ class KnowledgeStore:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         now = datetime.now(UTC).isoformat()
         content_hash = document.content_hash
+        lexical = await self.lexical()
         points = [
             models.PointStruct(
                 id=chunk.point_id,
-                vector=list(vector),
+                vector=(
+                    {"": list(vector), LEXICAL_VECTOR: chunk_vector(chunk.title, chunk.text)}
+                    if lexical
+                    else list(vector)
+                ),
                 payload={
                     "doc_id": document.doc_id,
                     "root": document.root,
@@ -135,9 +171,10 @@ class KnowledgeStore:
         await self._run(self._client.delete, self.collection, points_selector=selector, wait=True)
 
     async def search(
-        self, vector: Sequence[float], *, limit: int, min_score: float
+        self, vector: Sequence[float], *, limit: int, min_score: float, text: str = ""
     ) -> list[KnowledgeChunk]:
-        """The chunks closest to `vector`, best first."""
+        """The chunks closest to `vector` and, with `text`, those sharing its rarest words
+        (`limit` of each, every one at least `min_score` close in meaning), closest first."""
         if limit <= 0:
             return []
         result = await self._run(
@@ -148,20 +185,51 @@ class KnowledgeStore:
             score_threshold=min_score,
             with_payload=True,
         )
-        return [
-            KnowledgeChunk(
-                chunk_id=str(point.id),
-                text=str(payload.get("text", "")),
-                title=str(payload.get("title", "")),
-                url=payload.get("url"),
-                source=str(payload.get("source", "")),
-                score=point.score,
+        found = {str(point.id): _chunk(point, point.score) for point in result.points}
+        words = query_vector(text) if text else None
+        if words is not None and await self.lexical():
+            result = await self._run(
+                self._client.query_points,
+                self.collection,
+                query=words,
+                using=LEXICAL_VECTOR,
+                limit=limit,
+                with_payload=True,
+                with_vectors=[""],
             )
-            for point in result.points
-            for payload in [point.payload or {}]
-        ]
+            for point in result.points:
+                if str(point.id) in found:
+                    continue
+                score = _cosine(vector, _dense(point.vector))
+                if score >= min_score:
+                    found[str(point.id)] = _chunk(point, score)
+        return sorted(found.values(), key=lambda chunk: chunk.score, reverse=True)
 
     async def count(self) -> int:
         """How many chunks the collection holds."""
         result = await self._run(self._client.count, self.collection, exact=True)
         return result.count
+
+
+def _chunk(point: models.ScoredPoint, score: float) -> KnowledgeChunk:
+    payload = point.payload or {}
+    return KnowledgeChunk(
+        chunk_id=str(point.id),
+        text=str(payload.get("text", "")),
+        title=str(payload.get("title", "")),
+        url=payload.get("url"),
+        source=str(payload.get("source", "")),
+        score=score,
+    )
+
+
+def _dense(vector: Any) -> list[float]:
+    """The unnamed dense vector of a point returned with `with_vectors=[""]`."""
+    if isinstance(vector, dict):
+        vector = vector.get("")
+    return [float(x) for x in vector] if isinstance(vector, list) else []
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=False)) / norm if norm else 0.0

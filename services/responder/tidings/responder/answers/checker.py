@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tidings.common.sentences import split_sentences
+from tidings.common.words import DISCOURSE, content_stems, negated, stem
 from tidings.responder.answers.facts import facts, number_words
-from tidings.responder.answers.text import DISCOURSE, content_stems, negated, stem
 
 _DISCOURSE_STEMS = frozenset(stem(word) for word in DISCOURSE)
 

@@ -34,13 +34,19 @@ from typing import Literal
 from tidings.common.events import AnswerReason, AnswerSource, SourceRef, UserMessage
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import Context, KnowledgeChunk, Turn
+from tidings.common.words import content_stems, stem, tokens
 from tidings.responder.answers.checker import GroundingChecker
-from tidings.responder.answers.evidence import EvidenceLimits, Finding, answering, findings, quote
+from tidings.responder.answers.evidence import (
+    EvidenceLimits,
+    Finding,
+    answering,
+    findings,
+    quote,
+)
 from tidings.responder.answers.facts import facts
 from tidings.responder.answers.faq_routing import FaqChoice, FaqRouter, intent_examples
 from tidings.responder.answers.followup import is_followup, question_focus, with_previous
 from tidings.responder.answers.guard import STORE_PLURAL_VOICE, Check
-from tidings.responder.answers.text import content_stems, stem, tokens
 from tidings.responder.faq import FaqMatcher, FaqStore
 from tidings.responder.memory import ContextSource
 from tidings.responder.prompt import Prompt, PromptLimits, build_prompt, source_refs
@@ -390,7 +396,7 @@ class AnswerEngine:
         if choice is not None:
             return self._canned(choice, query)
         chunks = context.knowledge if context is not None else []
-        chosen = answering(query, chunks, self.config.evidence)
+        chosen = await self._answering(query, chunks)
         if chosen:
             return self._grounded(message, query, chosen, chunks, context)
         focus = question_focus(text)
@@ -400,7 +406,7 @@ class AnswerEngine:
                 choice = router.choose(focus, focused.query_vector)
                 if choice is not None:
                     return self._canned(choice, focus)
-                chosen = answering(focus, focused.knowledge, self.config.evidence)
+                chosen = await self._answering(focus, focused.knowledge)
                 if chosen:
                     return self._grounded(message, focus, chosen, focused.knowledge, focused)
         best_chunk = max((c.score for c in chunks), default=0.0)
@@ -416,6 +422,9 @@ class AnswerEngine:
                 query=query,
             )
         return self._general(message, query, context)
+
+    async def _answering(self, query: str, chunks: Sequence[KnowledgeChunk]) -> list[Finding]:
+        return answering(query, chunks, self.config.evidence)
 
     def _canned(self, choice: FaqChoice, query: str) -> Plan:
         log.info(
@@ -508,7 +517,12 @@ class AnswerEngine:
         if self._context is None:
             return None
         return await self._context.context(
-            message.session_id, query, user=message.user, evidence=True, vector=True
+            message.session_id,
+            query,
+            user=message.user,
+            evidence=True,
+            vector=True,
+            chunks=self.config.evidence.chunks,
         )
 
     def _known_questions(self, message: UserMessage) -> list[str] | None:

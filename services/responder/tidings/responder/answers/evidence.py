@@ -10,11 +10,14 @@ be close to a sentence about prices, but nothing in the knowledge base says "stu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tidings.common.memory_api import KnowledgeChunk
-from tidings.responder.answers.text import content_stems
+from tidings.common.words import content_stems
+from tidings.responder.answers.expected import asked_kinds, gives
 
 # A sentence that addresses the assistant is an instruction, not evidence about the store
 # (prompt injection in a knowledge page): never quoted, never given to the model.
@@ -50,15 +53,27 @@ class Finding:
     coverage: float
     chunk: KnowledgeChunk
     position: int
+    section_coverage: float = 0.0
+    # The sentence states the kind of fact the question asks for (an amount, ...).
+    typed: bool = False
 
     @property
     def score(self) -> float:
-        """Meaning of the sentence, of its section, and the question's words it uses."""
-        return self.similarity + SECTION_WEIGHT * self.chunk.score + COVERAGE_WEIGHT * self.coverage
+        """Meaning of the sentence and of its section, the question's words they use, and
+        whether it gives the kind of fact asked for."""
+        return (
+            self.similarity
+            + SECTION_WEIGHT * self.chunk.score
+            + COVERAGE_WEIGHT * self.coverage
+            + SECTION_COVERAGE_WEIGHT * self.section_coverage
+            + TYPE_WEIGHT * self.typed
+        )
 
 
 COVERAGE_WEIGHT = 0.3
 SECTION_WEIGHT = 0.3
+SECTION_COVERAGE_WEIGHT = 0.2
+TYPE_WEIGHT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,25 +86,65 @@ class EvidenceLimits:
     coverage_bonus: float = 0.2
     # Question words the retrieved knowledge never uses lower the confidence: each one
     # raises the similarity needed by this much.
-    foreign_word_penalty: float = 0.04
-    max_sentences: int = 2
+    foreign_word_penalty: float = 0.05
+    max_sentences: int = 3
     # A second sentence of the same section is quoted when it scores within this of the
     # best one (the answer is often in the sentence next to the closest one).
     second_within: float = 0.25
+    # Chunks retrieved for each question (by meaning, and as many again by words): the
+    # candidates the sentences come from.
+    chunks: int = 10
+
+
+def _idf(documents: Sequence[set[str]]) -> Callable[[str], float]:
+    """BM25's inverse document frequency over `documents` (a word none uses scores highest)."""
+    total = len(documents)
+    counts: Counter[str] = Counter()
+    for words in documents:
+        counts.update(words)
+    return lambda word: math.log(1 + (total - counts[word] + 0.5) / (counts[word] + 0.5))
+
+
+def _weighted_share(asked: dict[str, float], words: set[str]) -> float:
+    """The share of the question's word weight that `words` cover."""
+    whole = sum(asked.values())
+    return sum(w for word, w in asked.items() if word in words) / whole if whole else 0.0
 
 
 def findings(question: str, chunks: Sequence[KnowledgeChunk]) -> list[Finding]:
-    """Every evidence sentence of `chunks`, best first."""
-    asked = content_stems(question)
-    found: list[Finding] = []
+    """Every evidence sentence of `chunks`, best first.
+
+    The word scores weigh each question word by how rare it is among the candidates (BM25's
+    IDF): "zealand" tells sentences apart, "book" hardly does.
+    """
+    asked_words = content_stems(question)
+    kinds = asked_kinds(question)
+    units: list[tuple[KnowledgeChunk, int, str, float, set[str]]] = []
+    sections: dict[str, set[str]] = {}
     for chunk in chunks:
         heading = content_stems(chunk.title)
+        sections[chunk.chunk_id] = content_stems(chunk.text) | heading
         for position, sentence in enumerate(chunk.sentences):
             if looks_like_instruction(sentence.text):
                 continue
             words = content_stems(sentence.text) | heading
-            coverage = len(asked & words) / len(asked) if asked else 0.0
-            found.append(Finding(sentence.text, sentence.score, coverage, chunk, position))
+            units.append((chunk, position, sentence.text, sentence.score, words))
+    sentence_idf = _idf([words for *_, words in units])
+    section_idf = _idf(list(sections.values()))
+    by_sentence = {word: sentence_idf(word) for word in asked_words}
+    by_section = {word: section_idf(word) for word in asked_words}
+    found = [
+        Finding(
+            text,
+            similarity,
+            _weighted_share(by_sentence, words),
+            chunk,
+            position,
+            _weighted_share(by_section, sections[chunk.chunk_id]),
+            gives(text, kinds),
+        )
+        for chunk, position, text, similarity, words in units
+    ]
     return sorted(found, key=lambda f: f.score, reverse=True)
 
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tidings.responder.answers.text import STOPWORDS, content_stems
+from tidings.common.words import STOPWORDS, content_stems
 from tidings.responder.faq.matcher import FaqMatcher, Intent, normalize
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from tidings.common.sentences import split_sentences
-from tidings.responder.answers.text import content_stems, tokens
+from tidings.common.words import content_stems, tokens
 
 _CONTINUATION = re.compile(
     r"^\s*(?:(?:ok|okay|so|hmm|right|thanks|great)\W+)?(?:and|or|also|but|then|plus|even|"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from tidings.responder.answers.text import stem, tokens
+from tidings.common.words import stem, tokens
 
 Check = Callable[[str], list[str]]
 

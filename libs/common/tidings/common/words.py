@@ -1,9 +1,14 @@
-"""Words of a text as the answer engine compares them: normalised, stemmed, content only.
+"""Words of a text as the answer engine and the knowledge search compare them: normalised,
+stemmed, content only (the responder's grounding check and evidence ranking, and the
+memory service's lexical index of knowledge chunks use the same words).
 
 Two texts "say the same thing" for the engine when they share content words (nouns, verbs,
-adjectives, numbers), compared by their Snowball stems: "returns", "returned" and
-"returning" are one word. Function words ("the", "can", "you") carry no claim and are left
-out; negations ("not", "never", "no", "cannot") are kept apart, because they flip a claim.
+adjectives, numbers), compared by their Snowball stems after a dictionary lemmatizer
+(simplemma) has undone irregular forms: "returns", "returned" and "returning" are one word,
+and so are "wrote" and "writing", "paid" and "pay". A hyphenated word also counts as its
+parts ("next-day" is "next-day", "next" and "day"). Function words ("the", "can", "you")
+carry no claim and are left out; negations ("not", "never", "no", "cannot") are kept apart,
+because they flip a claim.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import simplemma
 import snowballstemmer
 
 _STEMMER = snowballstemmer.stemmer("english")
@@ -157,6 +163,8 @@ STOPWORDS = frozenset(
         "more",
         "most",
         "few",
+        "many",
+        "much",
         "lot",
         "lots",
         "get",
@@ -263,23 +271,40 @@ def tokens(text: str) -> list[str]:
 
 @lru_cache(maxsize=50_000)
 def stem(word: str) -> str:
-    """The Snowball stem of a word; hyphenated words are stemmed as one ("e-book" -> "ebook")."""
-    joined = word.replace("-", "") if not word[:1].isdigit() else word
-    return str(_STEMMER.stemWord(joined))
+    """The Snowball stem of a word's lemma ("wrote" -> "write"); hyphenated words are stemmed
+    as one ("e-book" -> "ebook")."""
+    if word[:1].isdigit():
+        return word
+    lemma = simplemma.lemmatize(word, lang="en") if word.isalpha() else word
+    return str(_STEMMER.stemWord(lemma.casefold().replace("-", "")))
+
+
+def _parts(word: str) -> list[str]:
+    """The parts of a hyphenated word that carry meaning ("next-day" -> next, day)."""
+    if "-" not in word or word[:1].isdigit():
+        return []
+    return [p for p in word.split("-") if len(p) > 1 and p not in STOPWORDS and p.isalpha()]
 
 
 def is_negation(word: str) -> bool:
     return word in NEGATIONS or word.endswith("n't")
 
 
-def content_stems(text: str, *, drop: frozenset[str] = frozenset()) -> set[str]:
-    """The stems of the content words of `text` (no function words, no negations)."""
-    found: set[str] = set()
+def content_words(text: str, *, drop: frozenset[str] = frozenset()) -> list[str]:
+    """The stems of the content words of `text` in order, repeats kept (no function words,
+    no negations); a hyphenated word is followed by its parts."""
+    found: list[str] = []
     for word in tokens(text):
         if word in STOPWORDS or is_negation(word) or word in drop:
             continue
-        found.add(stem(word))
+        found.append(stem(word))
+        found.extend(stem(part) for part in _parts(word))
     return found
+
+
+def content_stems(text: str, *, drop: frozenset[str] = frozenset()) -> set[str]:
+    """The stems of the content words of `text` (no function words, no negations)."""
+    return set(content_words(text, drop=drop))
 
 
 def negated(text: str) -> bool:

@@ -1,0 +1,25 @@
+"""The words the answer engine and the knowledge base's lexical index compare."""
+
+from __future__ import annotations
+
+from tidings.common.words import content_stems, content_words, stem
+
+
+def test_irregular_forms_are_one_word_with_their_lemma() -> None:
+    assert stem("wrote") == stem("write") == stem("writing")
+    assert stem("paid") == stem("pay") == stem("paying")
+    assert stem("sent") == stem("send")
+    assert stem("returns") == stem("returned") == stem("returning")
+    assert stem("unread") != stem("read")  # a different word, not a form of "read"
+
+
+def test_a_hyphenated_word_also_counts_as_its_parts() -> None:
+    assert {stem("next"), stem("day")} <= content_stems("next-day delivery")
+    assert content_stems("next-day") & content_stems("next day delivery")
+    assert content_stems("e-books") >= {stem("e-book"), stem("book")}
+    assert content_stems("5-7 days") == {"5-7", stem("days")}  # number ranges stay whole
+
+
+def test_content_words_keep_repeats_and_drop_function_words_and_negations() -> None:
+    assert content_words("The book, the books and not a book") == [stem("book")] * 3
+    assert content_stems("How many books do you have?") == {stem("book")}
