@@ -23,3 +23,8 @@ def test_a_hyphenated_word_also_counts_as_its_parts() -> None:
 def test_content_words_keep_repeats_and_drop_function_words_and_negations() -> None:
     assert content_words("The book, the books and not a book") == [stem("book")] * 3
     assert content_stems("How many books do you have?") == {stem("book")}
+
+
+def test_filler_is_a_function_word_in_any_form() -> None:
+    assert content_stems("getting the label") == {stem("label")}
+    assert content_stems("I was trying to guess how long it takes") == {stem("takes")}

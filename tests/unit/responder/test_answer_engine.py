@@ -204,3 +204,13 @@ def test_a_rare_question_word_weighs_more_than_a_common_one() -> None:
     ranked = findings("books to zealand", [books])
     assert ranked[0].text.startswith("Books ship to New Zealand")
     assert ranked[0].coverage > 0.9 and ranked[1].coverage < 0.2
+
+
+def test_a_misspelt_question_word_finds_the_word_of_the_knowledge_base() -> None:
+    from tidings.responder.answers.evidence import spelled
+
+    known = {"receiv", "ebook", "email", "address", "price"}
+    assert spelled({"reciev", "ebook"}, known) == {"receiv", "ebook"}
+    assert spelled({"adress"}, known) == {"address"}
+    assert spelled({"prime"}, known) == {"prime"}  # short words are not guessed at
+    assert spelled({"kobo"}, known) == {"kobo"}

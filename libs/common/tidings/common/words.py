@@ -165,6 +165,16 @@ STOPWORDS = frozenset(
         "few",
         "many",
         "much",
+        "long",
+        "now",
+        "once",
+        "own",
+        "try",
+        "wonder",
+        "guess",
+        "maybe",
+        "perhaps",
+        "anyway",
         "lot",
         "lots",
         "get",
@@ -270,13 +280,25 @@ def tokens(text: str) -> list[str]:
 
 
 @lru_cache(maxsize=50_000)
+def lemma(word: str) -> str:
+    """The dictionary form of a word ("wrote" -> "write", "getting" -> "get")."""
+    if not word.isalpha():
+        return word
+    return str(simplemma.lemmatize(word, lang="en")).casefold()
+
+
+@lru_cache(maxsize=50_000)
 def stem(word: str) -> str:
     """The Snowball stem of a word's lemma ("wrote" -> "write"); hyphenated words are stemmed
     as one ("e-book" -> "ebook")."""
     if word[:1].isdigit():
         return word
-    lemma = simplemma.lemmatize(word, lang="en") if word.isalpha() else word
-    return str(_STEMMER.stemWord(lemma.casefold().replace("-", "")))
+    return str(_STEMMER.stemWord(lemma(word).replace("-", "")))
+
+
+def _function_word(word: str) -> bool:
+    """A function word or filler, in any form ("getting" is "get")."""
+    return word in STOPWORDS or lemma(word) in STOPWORDS
 
 
 def _parts(word: str) -> list[str]:
@@ -295,7 +317,7 @@ def content_words(text: str, *, drop: frozenset[str] = frozenset()) -> list[str]
     no negations); a hyphenated word is followed by its parts."""
     found: list[str] = []
     for word in tokens(text):
-        if word in STOPWORDS or is_negation(word) or word in drop:
+        if _function_word(word) or is_negation(word) or word in drop:
             continue
         found.append(stem(word))
         found.extend(stem(part) for part in _parts(word))

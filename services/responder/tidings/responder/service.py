@@ -93,7 +93,7 @@ class ResponderService:
             router = Router(
                 self.faq,
                 self._backend,
-                self._router_config(),
+                self.router_config(),
                 tools=self._tools(context),
                 context=context,
             )
@@ -140,7 +140,8 @@ class ResponderService:
         )
         return self
 
-    def _router_config(self) -> RouterConfig:
+    def router_config(self) -> RouterConfig:
+        """How the router answers: the answer engine's limits and the streaming knobs."""
         settings = self.settings
         llm = settings.llm
         backends = len(getattr(self._backend, "backends", (self._backend,)))

@@ -449,7 +449,11 @@ class AnswerEngine:
             return Plan("quote", text=quoted, sources=source_refs(cited), query=query)
         # The model sees the best sentences of the chunks that answer; the check holds it
         # to exactly those sentences.
-        evidence = [f for f in findings(query, chunks) if f.score >= chosen[0].score - 0.25][:6]
+        evidence = [
+            f
+            for f in findings(query, chunks, self.config.evidence.weights)
+            if f.score >= chosen[0].score - 0.25
+        ][:6]
         for f in chosen:
             if f not in evidence:
                 evidence.append(f)

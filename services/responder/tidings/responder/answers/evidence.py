@@ -10,10 +10,11 @@ be close to a sentence about prices, but nothing in the knowledge base says "stu
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from tidings.common.memory_api import KnowledgeChunk
 from tidings.common.words import content_stems
@@ -56,24 +57,28 @@ class Finding:
     section_coverage: float = 0.0
     # The sentence states the kind of fact the question asks for (an amount, ...).
     typed: bool = False
+    # Meaning of the sentence and of its section, the question's words they use, and
+    # whether it gives the kind of fact asked for, weighed by `Weights`.
+    score: float = 0.0
 
-    @property
-    def score(self) -> float:
-        """Meaning of the sentence and of its section, the question's words they use, and
-        whether it gives the kind of fact asked for."""
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How a sentence's score adds up (its own similarity counts 1)."""
+
+    section: float = 0.3
+    coverage: float = 0.3
+    section_coverage: float = 0.2
+    typed: float = 0.1
+
+    def score(self, finding: Finding) -> float:
         return (
-            self.similarity
-            + SECTION_WEIGHT * self.chunk.score
-            + COVERAGE_WEIGHT * self.coverage
-            + SECTION_COVERAGE_WEIGHT * self.section_coverage
-            + TYPE_WEIGHT * self.typed
+            finding.similarity
+            + self.section * finding.chunk.score
+            + self.coverage * finding.coverage
+            + self.section_coverage * finding.section_coverage
+            + self.typed * finding.typed
         )
-
-
-COVERAGE_WEIGHT = 0.3
-SECTION_WEIGHT = 0.3
-SECTION_COVERAGE_WEIGHT = 0.2
-TYPE_WEIGHT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class EvidenceLimits:
     # Chunks retrieved for each question (by meaning, and as many again by words): the
     # candidates the sentences come from.
     chunks: int = 10
+    weights: Weights = field(default_factory=Weights)
 
 
 def _idf(documents: Sequence[set[str]]) -> Callable[[str], float]:
@@ -111,13 +117,31 @@ def _weighted_share(asked: dict[str, float], words: set[str]) -> float:
     return sum(w for word, w in asked.items() if word in words) / whole if whole else 0.0
 
 
-def findings(question: str, chunks: Sequence[KnowledgeChunk]) -> list[Finding]:
+def spelled(asked: set[str], vocabulary: set[str]) -> set[str]:
+    """`asked` with each word the vocabulary lacks replaced by a close one it has, if any: a
+    typo ("recieve", "adress") still finds the word. Short words are left alone ("prime" is
+    not "price")."""
+    known = sorted(vocabulary)
+    found: set[str] = set()
+    for word in asked:
+        if word in vocabulary or len(word) < 6 or not word.isalpha():
+            found.add(word)
+            continue
+        close = [
+            w for w in difflib.get_close_matches(word, known, n=3, cutoff=0.8) if w[:1] == word[:1]
+        ]
+        found.add(close[0] if close else word)
+    return found
+
+
+def findings(
+    question: str, chunks: Sequence[KnowledgeChunk], weights: Weights | None = None
+) -> list[Finding]:
     """Every evidence sentence of `chunks`, best first.
 
     The word scores weigh each question word by how rare it is among the candidates (BM25's
     IDF): "zealand" tells sentences apart, "book" hardly does.
     """
-    asked_words = content_stems(question)
     kinds = asked_kinds(question)
     units: list[tuple[KnowledgeChunk, int, str, float, set[str]]] = []
     sections: dict[str, set[str]] = {}
@@ -129,6 +153,7 @@ def findings(question: str, chunks: Sequence[KnowledgeChunk]) -> list[Finding]:
                 continue
             words = content_stems(sentence.text) | heading
             units.append((chunk, position, sentence.text, sentence.score, words))
+    asked_words = spelled(content_stems(question), set().union(*sections.values()))
     sentence_idf = _idf([words for *_, words in units])
     section_idf = _idf(list(sections.values()))
     by_sentence = {word: sentence_idf(word) for word in asked_words}
@@ -145,7 +170,9 @@ def findings(question: str, chunks: Sequence[KnowledgeChunk]) -> list[Finding]:
         )
         for chunk, position, text, similarity, words in units
     ]
-    return sorted(found, key=lambda f: f.score, reverse=True)
+    weights = weights or Weights()
+    scored = [replace(f, score=weights.score(f)) for f in found]
+    return sorted(scored, key=lambda f: f.score, reverse=True)
 
 
 def foreign_words(question: str, chunks: Sequence[KnowledgeChunk]) -> set[str]:
@@ -153,7 +180,7 @@ def foreign_words(question: str, chunks: Sequence[KnowledgeChunk]) -> set[str]:
     known: set[str] = set()
     for chunk in chunks:
         known |= content_stems(chunk.text) | content_stems(chunk.title)
-    return content_stems(question) - known
+    return spelled(content_stems(question), known) - known
 
 
 def answering(
@@ -161,7 +188,7 @@ def answering(
 ) -> list[Finding]:
     """The sentences that answer `question` (best first), or [] when the knowledge base
     does not answer it."""
-    ranked = findings(question, chunks)
+    ranked = findings(question, chunks, limits.weights)
     if not ranked:
         return []
     best = ranked[0]
