@@ -28,3 +28,10 @@ def test_content_words_keep_repeats_and_drop_function_words_and_negations() -> N
 def test_filler_is_a_function_word_in_any_form() -> None:
     assert content_stems("getting the label") == {stem("label")}
     assert content_stems("I was trying to guess how long it takes") == {stem("takes")}
+
+
+def test_a_noun_in_ment_or_ery_is_its_verb() -> None:
+    assert stem("payment") == stem("pay") == stem("paid")
+    assert stem("delivery") == stem("deliver") == stem("delivered")
+    assert stem("shipment") == stem("ship")
+    assert stem("cement") == "cement"  # too short a root to cut

@@ -5,7 +5,8 @@ memory service's lexical index of knowledge chunks use the same words).
 Two texts "say the same thing" for the engine when they share content words (nouns, verbs,
 adjectives, numbers), compared by their Snowball stems after a dictionary lemmatizer
 (simplemma) has undone irregular forms: "returns", "returned" and "returning" are one word,
-and so are "wrote" and "writing", "paid" and "pay". A hyphenated word also counts as its
+and so are "wrote" and "writing", "paid", "pay" and "payment" ("-ment" and "-ery" nouns
+are their verbs: "delivery" is "deliver"). A hyphenated word also counts as its
 parts ("next-day" is "next-day", "next" and "day"). Function words ("the", "can", "you")
 carry no claim and are left out; negations ("not", "never", "no", "cannot") are kept apart,
 because they flip a claim.
@@ -175,6 +176,8 @@ STOPWORDS = frozenset(
         "maybe",
         "perhaps",
         "anyway",
+        "since",
+        "until",
         "lot",
         "lots",
         "get",
@@ -293,7 +296,17 @@ def stem(word: str) -> str:
     as one ("e-book" -> "ebook")."""
     if word[:1].isdigit():
         return word
-    return str(_STEMMER.stemWord(lemma(word).replace("-", "")))
+    found = str(_STEMMER.stemWord(lemma(word).replace("-", "")))
+    # Snowball keeps some nouns apart from their verbs; a support question mixes them
+    # ("can I pay" / "payment methods", "deliver" / "delivery", "ship" / "shipment").
+    for suffix in _NOUN_SUFFIXES:
+        if found.endswith(suffix) and len(found) - len(suffix) >= 3:
+            return found[: -len(suffix)]
+    return found
+
+
+# Noun endings Snowball leaves on a stem ("payment", "deliveri").
+_NOUN_SUFFIXES = ("ment", "eri")
 
 
 def _function_word(word: str) -> bool:
