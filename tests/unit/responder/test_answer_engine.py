@@ -125,6 +125,10 @@ def test_follow_ups_are_looked_up_with_the_previous_question() -> None:
     assert is_followup("ok and discover?")
     assert is_followup("Is it free?")
     assert not is_followup("Do you ship to Japan?")
+    assert is_followup("can I use both of them on one order?")
+    # Longer, but its last word points back.
+    assert is_followup("I live in Canada though, do I have to pay the postage for that?")
+    assert not is_followup("Can I return a book that I bought for my niece last month?")
     assert with_previous("And to Japan?", ["Do you ship to Canada?"]) == (
         "Do you ship to Canada? And to Japan?"
     )

@@ -22,13 +22,20 @@ _CONTINUATION = re.compile(
     re.IGNORECASE,
 )
 _BACK_REFERENCES = frozenset({"it", "that", "this", "them", "those", "these", "they", "there"})
-_MAX_WORDS = 8
+_MAX_WORDS = 12
+# A longer message still follows up when its last word points back ("I live in Canada
+# though, do I have to pay the postage for that?").
+_MAX_WORDS_POINTING_BACK = 20
 
 
 def is_followup(question: str) -> bool:
     """True when `question` only makes sense after the previous one."""
     words = tokens(question)
-    if not words or len(words) > _MAX_WORDS:
+    if not words or len(words) > _MAX_WORDS_POINTING_BACK:
+        return False
+    if words[-1] in _BACK_REFERENCES - {"there"}:
+        return True
+    if len(words) > _MAX_WORDS:
         return False
     if _CONTINUATION.match(question):
         return True
