@@ -24,7 +24,6 @@ otherwise and while it trails the log by more than BACKLOG_RECORDS records on so
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from types import TracebackType
 from typing import Any
@@ -35,7 +34,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from tidings.common.events import UserMessage, parse_inbound_event, parse_response_event
-from tidings.common.kafka import topic_partitions_of
+from tidings.common.kafka import stop_client, stop_task, topic_partitions_of
 from tidings.common.logging import get_logger
 from tidings.common.pacing import FetchPacer
 from tidings.common.settings import KafkaSettings
@@ -139,6 +138,7 @@ class ResponseFanout:
         backfill_age_s: float = 600.0,
         pacer: FetchPacer | None = None,
         start_timeout_s: float = 30.0,
+        stop_timeout_s: float = 10.0,
     ) -> None:
         self._settings = settings
         self._topic = settings.model_responses_topic
@@ -151,6 +151,9 @@ class ResponseFanout:
         # it when a stream opens or an event reaches one), the idle wait after.
         self._pacer = pacer or FetchPacer.from_settings(settings, name="gateway-fanout")
         self._start_timeout_s = start_timeout_s
+        # Stopping the read task, and then the consumer, each take at most this long; what does
+        # not end by then is abandoned (logged), so a replica always shuts down.
+        self._stop_timeout_s = stop_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._partitions: list[TopicPartition] = []
@@ -199,7 +202,7 @@ class ResponseFanout:
             async with asyncio.timeout(self._start_timeout_s):
                 await self._assign(consumer)
         except BaseException:
-            await _stop(consumer)
+            await self._stop_consumer(consumer)
             self._consumer = None
             raise
         self._pacer.attach(consumer)
@@ -208,17 +211,18 @@ class ResponseFanout:
 
     async def _stop_all(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, name="gateway-fanout", timeout_s=self._stop_timeout_s)
             self._task = None
         if self._consumer is not None:
-            await _stop(self._consumer)
+            await self._stop_consumer(self._consumer)
             self._consumer = None
         self._partitions = []
         self._checking = {}
         self._positions = {}
         self._start_ends = {}
+
+    async def _stop_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        await stop_client(consumer, name="gateway-fanout", timeout_s=self._stop_timeout_s)
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         topics = [self._topic] + ([self._owners_topic] if self._owners is not None else [])
@@ -379,18 +383,6 @@ class ResponseFanout:
         if verdict >= 0:
             EVENTS_FANNED_OUT.labels(item.event.schema_).inc()
         return verdict
-
-
-async def _stop(consumer: AIOKafkaConsumer) -> None:
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        # aiokafka re-raises the cancellation of its own fetch request when it is stopped
-        # while that request is backing off (broker unreachable); the consumer is closed.
-        log.warning("answer fan-out consumer stopped while the broker was unreachable")
 
 
 def _log_task_end(task: asyncio.Task[Any]) -> None:

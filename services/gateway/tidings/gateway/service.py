@@ -25,6 +25,11 @@ from tidings.gateway.watch import BrokerWatch
 
 log = get_logger(__name__)
 
+# The longest each Kafka client (producer, fan-out consumer) and background task (fan-out
+# reader, broker watch) may take to stop; one that takes longer is abandoned and logged, so a
+# replica always shuts down. Nothing is left to flush by then: new messages are refused first.
+STOP_TIMEOUT_S = 10.0
+
 
 class GatewayService:
     """`async with GatewayService(settings) as gateway:` serves HTTP on `gateway.port`.
@@ -32,7 +37,7 @@ class GatewayService:
     The fan-out consumer is positioned before the HTTP server accepts anything, so no answer
     to a message accepted by this replica can be missed. On exit, open streams are ended
     first (so the server need not wait for them), then the server, consumer and producer
-    stop.
+    stop - each Kafka client and background task within STOP_TIMEOUT_S, or it is abandoned.
     """
 
     def __init__(self, settings: GatewaySettings) -> None:
@@ -59,9 +64,13 @@ class GatewayService:
         async with AsyncExitStack() as stack:
             memory = MemoryClient(settings.memory)
             stack.push_async_callback(memory.aclose)
-            watch = BrokerWatch(kafka_probe(settings.kafka), interval_s=settings.broker_check_s)
+            watch = BrokerWatch(
+                kafka_probe(settings.kafka),
+                interval_s=settings.broker_check_s,
+                stop_timeout_s=STOP_TIMEOUT_S,
+            )
             producer = await stack.enter_async_context(
-                kafka_producer(settings.kafka, name="gateway")
+                kafka_producer(settings.kafka, name="gateway", stop_timeout_s=STOP_TIMEOUT_S)
             )
             publisher = KafkaPublisher(
                 producer,
@@ -77,6 +86,7 @@ class GatewayService:
                     backfill_records=settings.backfill_max_records,
                     backfill_age_s=settings.replay_max_age_s,
                     pacer=pacer,
+                    stop_timeout_s=STOP_TIMEOUT_S,
                 )
             )
 

@@ -10,11 +10,11 @@ without durable storage lost, restart the readers) before the watch reports it u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+from tidings.common.kafka import stop_task
 from tidings.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -33,6 +33,7 @@ class BrokerWatch:
         interval_s: float,
         on_recovered: list[Recovery] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop_timeout_s: float = 10.0,
     ) -> None:
         self._probe = probe
         self._interval_s = interval_s
@@ -40,6 +41,7 @@ class BrokerWatch:
         self._clock = clock
         self._down_since: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stop_timeout_s = stop_timeout_s
 
     @property
     def up(self) -> bool:
@@ -90,8 +92,8 @@ class BrokerWatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Bounded: a probe or recovery step can miss the cancellation (see `stop_task`), and
+        # the watch would then run on and hold up the gateway's shutdown for good.
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, name="gateway-broker-watch", timeout_s=self._stop_timeout_s)
             self._task = None
