@@ -16,7 +16,7 @@ from types import TracebackType
 
 from fastapi import FastAPI
 
-from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer
+from tidings.common.kafka import ensure_topics, kafka_consumer, kafka_producer, stop_task
 from tidings.common.logging import get_logger
 from tidings.common.ops import ops_app
 from tidings.common.runtime import HttpServer
@@ -30,6 +30,9 @@ from tidings.memory.settings import MemorySettings
 from tidings.memory.store import TurnStore, open_qdrant
 
 log = get_logger(__name__)
+
+# A background task cancelled at shutdown that has not ended by then is abandoned (logged).
+STOP_TIMEOUT_S = 10.0
 
 
 class WorkerStoppedError(RuntimeError):
@@ -169,8 +172,9 @@ class MemoryService:
         if not done:
             log.warning("shutdown grace over, abandoning the batch in flight", grace_s=grace)
             self._task.cancel()
-        # Its failure, if any, was logged when it ended; shutting down goes on regardless.
-        await asyncio.wait({self._task})
+        # Its failure, if any, was logged when it ended; shutting down goes on regardless,
+        # and a task that misses its cancellation is cancelled again, then abandoned.
+        await stop_task(self._task, name="memory-worker", timeout_s=STOP_TIMEOUT_S)
 
     @property
     def port(self) -> int:

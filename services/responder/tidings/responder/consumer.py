@@ -35,7 +35,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
 from tidings.common.events import MESSAGE_CANCEL, CancelRequest, parse_inbound_event
-from tidings.common.kafka import is_transient
+from tidings.common.kafka import is_transient, stop_task
 from tidings.common.logging import get_logger
 from tidings.common.pacing import FetchPacer
 from tidings.responder import metrics
@@ -43,6 +43,9 @@ from tidings.responder.cancels import CancelRegistry
 from tidings.responder.partition import Handler, PartitionWorker, Record
 
 log = get_logger(__name__)
+
+# A background task cancelled at shutdown that has not ended by then is abandoned (logged).
+STOP_TIMEOUT_S = 10.0
 
 
 def flow_changes(
@@ -345,20 +348,15 @@ class ResponderConsumer:
         """Stop fetching, let running answers finish within `grace_s`, commit what finished."""
         self._stopping = True
         if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._poll_timeout_ms / 1000 + 2)
-            except TimeoutError:
-                self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await asyncio.wait({self._task}, timeout=self._poll_timeout_ms / 1000 + 2)
+            # Bounded: a task that misses its cancellation is cancelled again, then abandoned.
+            await stop_task(self._task, name="responder-fetch", timeout_s=STOP_TIMEOUT_S)
         workers = [*self._workers.values(), *self._parked.values()]
         await asyncio.gather(*(worker.stop(grace_s) for worker in workers))
         # Workers of a log that started over may still be finishing (never committed).
         await asyncio.gather(*self._retired, return_exceptions=True)
         if self._committer is not None:
-            self._committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committer
+            await stop_task(self._committer, name="responder-committer", timeout_s=STOP_TIMEOUT_S)
         await self.commit(workers)
 
 
