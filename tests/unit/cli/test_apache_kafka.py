@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,12 @@ def test_cache_dir_follows_tidings_cache_dir(
     monkeypatch.setenv("TIDINGS_CACHE_DIR", str(tmp_path))
     assert apache_kafka.cache_dir() == tmp_path / "kafka" / apache_kafka.KAFKA_VERSION
     assert not apache_kafka.is_fetched()
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xF8... encodes to "-AAA...": the storage tool would take it for an option.
+    draws = iter([uuid.UUID(bytes=bytes([0xF8]) + bytes(15)), uuid.UUID(int=1)])
+    monkeypatch.setattr(apache_kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = apache_kafka.new_cluster_id()
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ"
+    assert len(cluster_id) == 22

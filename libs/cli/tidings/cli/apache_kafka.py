@@ -241,14 +241,13 @@ class KafkaNode:
         )
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
         if not (self.data_dir / "log" / "meta.properties").is_file():
-            cluster_id = uuid.uuid4().bytes
             formatted = subprocess.run(  # noqa: S603 (argv built here, no shell)
                 self._java(
                     libs,
                     "kafka.tools.StorageTool",
                     "format",
                     "--cluster-id",
-                    _base64url(cluster_id),
+                    new_cluster_id(),
                     "--config",
                     str(self.config_path),
                     "--ignore-formatted",
@@ -266,9 +265,16 @@ class KafkaNode:
         return self._java(libs, "kafka.Kafka", str(self.config_path), heap_mb=self.heap_mb)
 
 
-def _base64url(raw: bytes) -> str:
-    """A KRaft cluster id: 16 bytes, URL-safe base64 without padding (as `random-uuid`)."""
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as `random-uuid`).
+
+    Never one that starts with "-" (1 in 64 would): the storage tool would read it as an
+    option and fail to format (Kafka's own Uuid.randomUuid() draws again too).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def main() -> int:
