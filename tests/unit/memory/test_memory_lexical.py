@@ -29,3 +29,20 @@ def test_word_ids_are_stable_across_processes() -> None:
     # searched by another.
     assert word_id("cash") == 0xBFC61761
     assert 0 <= word_id("zealand") < 2**32
+
+
+def test_the_indexed_words_are_those_the_vector_name_promises() -> None:
+    from tidings.common.words import content_words
+    from tidings.memory.knowledge.lexical import LEXICAL_VECTOR
+
+    text = (
+        "Payments: we don't accept cash-on-delivery; the e-books you bought are delivered "
+        "instantly. Getting a refund takes 5-7 days."
+    )
+    # If this changes, the knowledge collections indexed so far hold other words than the
+    # questions will: change LEXICAL_VECTOR's version with it (lexical.py).
+    assert LEXICAL_VECTOR == "lexical_v1"
+    assert content_words(text) == [
+        "pay", "accept", "cashondeliv", "cash", "deliv", "ebook", "book", "buy", "deliv",
+        "instant", "refund", "take", "5-7", "day",
+    ]  # fmt: skip

@@ -23,8 +23,12 @@ from qdrant_client import models
 
 from tidings.common.words import content_words
 
-# The named sparse vector of the knowledge collection.
-LEXICAL_VECTOR = "lexical"
+# The named sparse vector of the knowledge collection. Its name carries the version of the
+# words it holds: change it whenever `tidings.common.words` changes how a text becomes words
+# (tests/unit/memory/test_memory_lexical.py pins them). A collection indexed with other
+# words then lacks this vector and is searched by meaning only, with a warning to re-ingest,
+# rather than by words that no longer match the questions'.
+LEXICAL_VECTOR = "lexical_v1"
 # BM25's term-frequency saturation: a word's weight grows with its count up to k1 + 1.
 K1 = 1.2
 

@@ -1,11 +1,13 @@
 """Which sentences of the retrieved knowledge answer a question, and the quoted answer.
 
 The memory service scores every sentence of the retrieved chunks against the question
-(`GET /context?evidence=true`). Here each sentence also gets a word score: the share of the
-question's content words that the sentence or its headings use. A question is answered
-from the knowledge base when its best sentence is close enough in meaning *and* the
-question's words are the knowledge base's words: a question about "student discounts" may
-be close to a sentence about prices, but nothing in the knowledge base says "student".
+(`GET /context?evidence=true`). Here each sentence also gets word scores: the share of the
+question's content words that the sentence (or its headings) and its section use, each word
+weighed by how rare it is among the candidates, and whether it states the kind of fact the
+question asks for (`expected.py`). A question is answered from the knowledge base when its
+best sentence is close enough in meaning *and* the question's words are the knowledge
+base's words: a question about "student discounts" may be close to a sentence about prices,
+but nothing in the knowledge base says "student".
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ class EvidenceLimits:
     # raises the similarity needed by this much.
     foreign_word_penalty: float = 0.05
     max_sentences: int = 3
-    # A second sentence of the same section is quoted when it scores within this of the
-    # best one (the answer is often in the sentence next to the closest one).
+    # Other sentences of the same section are quoted (up to `max_sentences`) when they score
+    # within this of the best one (the answer is often in the sentence next to the closest).
     second_within: float = 0.25
     # Chunks retrieved for each question (by meaning, and as many again by words): the
     # candidates the sentences come from.
