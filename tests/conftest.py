@@ -14,10 +14,13 @@ KAFKA_BOOTSTRAP_SERVERS names a running broker instead (KAFKA_BROKER says which 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -201,3 +204,31 @@ def llm_settings(llm_base_url: str) -> LLMSettings:
 def embedder() -> Embedder:
     """The packaged all-MiniLM-L6-v2 model, loaded once per session (loading takes seconds)."""
     return Embedder.load()
+
+
+# How long the end of the session keeps cancelling the tasks tests left running.
+LEFTOVER_TASKS_S = 30.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _leftover_tasks_end() -> AsyncIterator[None]:
+    """At the end of the session, cancel every task still running in the session's event
+    loop (a client some test left open) until it ends, for at most LEFTOVER_TASKS_S.
+
+    The loop's own close cancels each task once and then waits for all of them, forever if
+    one missed that cancellation: aiokafka swallows a CancelledError that lands in some of
+    its awaits (its fetcher's committed-offset and offset-reset lookups) and goes on. One
+    more cancellation a moment later lands elsewhere and ends it.
+    """
+    yield
+    me = asyncio.current_task()
+    deadline = time.monotonic() + LEFTOVER_TASKS_S
+    pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+        pending = [t for t in pending if not t.done()]
+    if pending:
+        names = sorted(t.get_name() for t in pending)
+        print(f"\n{len(pending)} task(s) still running at the end: {names}", file=sys.stderr)

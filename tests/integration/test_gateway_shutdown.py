@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import structlog
 
+from tidings.common import kafka
 from tidings.common.kafka import stop_task
 from tidings.common.settings import KafkaSettings
 from tidings.gateway import service as gateway_service
@@ -49,6 +50,9 @@ async def test_replicas_stop_in_bounded_time_when_their_broker_watch_will_not(
 
     started = time.monotonic()
     with structlog.testing.capture_logs() as logs:
+        # Module loggers bound (and cached) before this test would bypass the capture.
+        monkeypatch.setattr(kafka, "log", structlog.get_logger("tidings.common.kafka"))
+        monkeypatch.setattr(gateway_service, "log", structlog.get_logger("tidings.gateway"))
         for replica in reversed(replicas):
             await replica.__aexit__(None, None, None)
     took = time.monotonic() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,16 @@ from tidings.gateway.readiness import kafka_probe
 from tidings.gateway.watch import BrokerWatch
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@contextlib.contextmanager
+def _kafka_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """What `tidings.common.kafka` logs inside the block. Its module logger may have been
+    bound and cached (`cache_logger_on_first_use`) by an earlier test that configured
+    logging, which `capture_logs` cannot reach: a fresh one stands in for it meanwhile."""
+    with structlog.testing.capture_logs() as logs:
+        monkeypatch.setattr(kafka, "log", structlog.get_logger("tidings.common.kafka"))
+        yield logs
 
 
 class _FakeAdmin:
@@ -119,10 +130,12 @@ async def _ignores_cancellation(times: float, stopped: asyncio.Event) -> None:
                 raise
 
 
-async def test_a_task_that_ignores_its_cancellation_is_cancelled_again() -> None:
+async def test_a_task_that_ignores_its_cancellation_is_cancelled_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     task = asyncio.create_task(_ignores_cancellation(1, asyncio.Event()))
     await asyncio.sleep(0.02)
-    with structlog.testing.capture_logs() as logs:
+    with _kafka_logs(monkeypatch) as logs:
         assert await stop_task(task, name="t", timeout_s=5, again_after_s=0.1)
     assert task.cancelled()
     assert [entry["event"] for entry in logs] == [
@@ -131,33 +144,41 @@ async def test_a_task_that_ignores_its_cancellation_is_cancelled_again() -> None
     assert "_ignores_cancellation" in logs[0]["waiting_at"]
 
 
-async def test_a_task_that_will_not_end_is_abandoned_with_where_it_waits() -> None:
+async def test_a_task_that_will_not_end_is_abandoned_with_where_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     stopped = asyncio.Event()
     task = asyncio.create_task(_ignores_cancellation(float("inf"), stopped))
-    await asyncio.sleep(0.02)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with structlog.testing.capture_logs() as logs:
-        assert not await stop_task(task, name="stuck", timeout_s=0.3, again_after_s=0.1)
-    assert loop.time() - started < 1.0
-    assert logs[-1]["event"] == "task did not stop when cancelled; abandoned"
-    assert logs[-1]["task"] == "stuck"
-    assert "_ignores_cancellation" in logs[-1]["waiting_at"]
-    stopped.set()
-    await task
+    try:
+        await asyncio.sleep(0.02)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with _kafka_logs(monkeypatch) as logs:
+            assert not await stop_task(task, name="stuck", timeout_s=0.3, again_after_s=0.1)
+        assert loop.time() - started < 1.0
+        assert logs[-1]["event"] == "task did not stop when cancelled; abandoned"
+        assert logs[-1]["task"] == "stuck"
+        assert "_ignores_cancellation" in logs[-1]["waiting_at"]
+    finally:
+        # Whatever failed above, the task must not outlive the test: it ignores every
+        # cancellation, and the session's event loop could never close.
+        stopped.set()
+        await task
 
 
 async def test_the_callers_own_cancellation_is_not_swallowed() -> None:
     stopped = asyncio.Event()
     task = asyncio.create_task(_ignores_cancellation(float("inf"), stopped))
-    await asyncio.sleep(0.02)
-    stopping = asyncio.create_task(stop_task(task, name="stuck", timeout_s=10))
-    await asyncio.sleep(0.05)
-    stopping.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await stopping
-    stopped.set()
-    await task
+    try:
+        await asyncio.sleep(0.02)
+        stopping = asyncio.create_task(stop_task(task, name="stuck", timeout_s=10))
+        await asyncio.sleep(0.05)
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+    finally:
+        stopped.set()  # it ignores every cancellation: it must not outlive the test
+        await task
 
 
 class _Inner:
@@ -191,9 +212,11 @@ class _StopCancelledByItsOwnRequest:
         await request
 
 
-async def test_a_client_that_does_not_stop_is_abandoned_and_its_connections_closed() -> None:
+async def test_a_client_that_does_not_stop_is_abandoned_and_its_connections_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     client = _NeverStops()
-    with structlog.testing.capture_logs() as logs:
+    with _kafka_logs(monkeypatch) as logs:
         assert not await stop_client(client, name="c", timeout_s=0.2)
     assert client._client.closed
     assert logs[0]["event"] == "Kafka client did not stop in time; abandoned"
