@@ -70,25 +70,21 @@ async def test_sample_knowledge_base_retrieval_hit_at_3_and_mrr(
 
 
 async def _ingested(
-    qdrant: object, embedder: Embedder, name: str, *, lexical: bool
+    qdrant: Qdrant, embedder: Embedder, name: str, *, lexical: bool
 ) -> KnowledgeStore:
+    """The sample knowledge base ingested into `name`; `lexical` False: into a collection
+    created as before the lexical index (no sparse vector)."""
     from tidings.memory.collection import create_collection, point_alias
-    from tidings.memory.knowledge.lexical import SPARSE_VECTORS
     from tidings.memory.knowledge.store import PAYLOAD_INDEXES
 
-    assert isinstance(qdrant, Qdrant)
     stamp = ModelStamp(embedder.name, embedder.dimension)
-    if lexical:
-        knowledge = KnowledgeStore(qdrant, name)
-        await knowledge.ensure_collection(stamp)
-    else:  # a collection created before the lexical index: no sparse vector
+    if not lexical:
         await qdrant.run(
             create_collection, qdrant.client, f"{name}_old", stamp, PAYLOAD_INDEXES, local=True
         )
         await qdrant.run(point_alias, qdrant.client, name, f"{name}_old")
-        knowledge = KnowledgeStore(qdrant, name)
-        await knowledge.ensure_collection(stamp)
-    assert SPARSE_VECTORS  # the new collections have it
+    knowledge = KnowledgeStore(qdrant, name)
+    await knowledge.ensure_collection(stamp)
     settings = MemorySettings()
     source = sample_source()
     await Ingestor(

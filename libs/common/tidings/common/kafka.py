@@ -9,7 +9,7 @@ shuts down.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -182,13 +182,8 @@ async def stop_client(client: Any, *, name: str, timeout_s: float) -> bool:
     reconnecting to the broker for the life of the process. The connections are closed here
     then, and the caller is not told the cancellation that was not its own.
     """
-    stopping = asyncio.create_task(client.stop(), name=f"{name}-stop")
-    try:
-        done, _ = await asyncio.wait([stopping], timeout=timeout_s)
-    except asyncio.CancelledError:
-        stopping.cancel()
-        raise
-    if not done:
+    stopping = await _within(client.stop(), name=f"{name}-stop", timeout_s=timeout_s)
+    if not stopping.done():
         log.error(
             "Kafka client did not stop in time; abandoned",
             client=name,
@@ -213,18 +208,27 @@ async def stop_client(client: Any, *, name: str, timeout_s: float) -> bool:
     return True
 
 
+async def _within(
+    call: Coroutine[Any, Any, Any], *, name: str, timeout_s: float
+) -> asyncio.Task[Any]:
+    """Run `call` in a task of its own and wait for it at most `timeout_s`; the task, ended or
+    not. The caller's own cancellation cancels the task too."""
+    task = asyncio.create_task(call, name=name)
+    try:
+        await asyncio.wait([task], timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    return task
+
+
 async def _close_connections(client: Any, *, name: str, timeout_s: float) -> None:
     """Close the connections (and metadata task) of a client whose stop did not get there."""
     inner = getattr(client, "_client", None) or getattr(client, "client", None)
     if inner is None:
         return
-    closing = asyncio.create_task(inner.close(), name=f"{name}-close")
-    try:
-        done, _ = await asyncio.wait([closing], timeout=timeout_s)
-    except asyncio.CancelledError:
-        closing.cancel()
-        raise
-    if not done:
+    closing = await _within(inner.close(), name=f"{name}-close", timeout_s=timeout_s)
+    if not closing.done():
         log.error(
             "Kafka client connections did not close in time; abandoned",
             client=name,

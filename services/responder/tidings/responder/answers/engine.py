@@ -396,7 +396,7 @@ class AnswerEngine:
         if choice is not None:
             return self._canned(choice, query)
         chunks = context.knowledge if context is not None else []
-        chosen = await self._answering(query, chunks)
+        chosen = answering(query, chunks, self.config.evidence)
         if chosen:
             return self._grounded(message, query, chosen, chunks, context)
         focus = question_focus(text)
@@ -406,7 +406,7 @@ class AnswerEngine:
                 choice = router.choose(focus, focused.query_vector)
                 if choice is not None:
                     return self._canned(choice, focus)
-                chosen = await self._answering(focus, focused.knowledge)
+                chosen = answering(focus, focused.knowledge, self.config.evidence)
                 if chosen:
                     return self._grounded(message, focus, chosen, focused.knowledge, focused)
         best_chunk = max((c.score for c in chunks), default=0.0)
@@ -422,9 +422,6 @@ class AnswerEngine:
                 query=query,
             )
         return self._general(message, query, context)
-
-    async def _answering(self, query: str, chunks: Sequence[KnowledgeChunk]) -> list[Finding]:
-        return answering(query, chunks, self.config.evidence)
 
     def _canned(self, choice: FaqChoice, query: str) -> Plan:
         log.info(

@@ -15,8 +15,9 @@ from __future__ import annotations
 import difflib
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from tidings.common.memory_api import KnowledgeChunk
 from tidings.common.words import content_stems
@@ -104,7 +105,7 @@ class EvidenceLimits:
     weights: Weights = field(default_factory=Weights)
 
 
-def _idf(documents: Sequence[set[str]]) -> Callable[[str], float]:
+def _idf(documents: Sequence[Set[str]]) -> Callable[[str], float]:
     """BM25's inverse document frequency over `documents` (a word none uses scores highest)."""
     total = len(documents)
     counts: Counter[str] = Counter()
@@ -113,22 +114,30 @@ def _idf(documents: Sequence[set[str]]) -> Callable[[str], float]:
     return lambda word: math.log(1 + (total - counts[word] + 0.5) / (counts[word] + 0.5))
 
 
-def _weighted_share(asked: dict[str, float], words: set[str]) -> float:
+def _weighted_share(asked: dict[str, float], words: Set[str]) -> float:
     """The share of the question's word weight that `words` cover."""
     whole = sum(asked.values())
     return sum(w for word, w in asked.items() if word in words) / whole if whole else 0.0
 
 
-def spelled(asked: set[str], vocabulary: set[str]) -> set[str]:
+@lru_cache(maxsize=8192)
+def _knowledge_words(text: str) -> frozenset[str]:
+    """The content stems of a knowledge text (a chunk, its title, a sentence): the same
+    texts come back question after question, so they are worked out once."""
+    return frozenset(content_stems(text))
+
+
+def spelled(asked: set[str], vocabulary: Set[str]) -> set[str]:
     """`asked` with each word the vocabulary lacks replaced by a close one it has, if any: a
     typo ("recieve", "adress") still finds the word. Short words are left alone ("prime" is
     not "price")."""
-    known = sorted(vocabulary)
+    known: list[str] | None = None
     found: set[str] = set()
     for word in asked:
         if word in vocabulary or len(word) < 6 or not word.isalpha():
             found.add(word)
             continue
+        known = known if known is not None else sorted(vocabulary)
         close = [
             w for w in difflib.get_close_matches(word, known, n=3, cutoff=0.8) if w[:1] == word[:1]
         ]
@@ -145,15 +154,15 @@ def findings(
     IDF): "zealand" tells sentences apart, "book" hardly does.
     """
     kinds = asked_kinds(question)
-    units: list[tuple[KnowledgeChunk, int, str, float, set[str]]] = []
-    sections: dict[str, set[str]] = {}
+    units: list[tuple[KnowledgeChunk, int, str, float, frozenset[str]]] = []
+    sections: dict[str, frozenset[str]] = {}
     for chunk in chunks:
-        heading = content_stems(chunk.title)
-        sections[chunk.chunk_id] = content_stems(chunk.text) | heading
+        heading = _knowledge_words(chunk.title)
+        sections[chunk.chunk_id] = _knowledge_words(chunk.text) | heading
         for position, sentence in enumerate(chunk.sentences):
             if looks_like_instruction(sentence.text):
                 continue
-            words = content_stems(sentence.text) | heading
+            words = _knowledge_words(sentence.text) | heading
             units.append((chunk, position, sentence.text, sentence.score, words))
     asked_words = spelled(content_stems(question), set().union(*sections.values()))
     sentence_idf = _idf([words for *_, words in units])
@@ -181,7 +190,7 @@ def foreign_words(question: str, chunks: Sequence[KnowledgeChunk]) -> set[str]:
     """The question's content stems that no retrieved chunk (text or heading) uses."""
     known: set[str] = set()
     for chunk in chunks:
-        known |= content_stems(chunk.text) | content_stems(chunk.title)
+        known |= _knowledge_words(chunk.text) | _knowledge_words(chunk.title)
     return spelled(content_stems(question), known) - known
 
 
