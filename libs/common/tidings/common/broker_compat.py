@@ -175,4 +175,7 @@ async def true_log_ends(
                     reader.pause(tp)
         return ends
     finally:
-        await reader.stop()
+        # Bounded like every client stop (kafka.py imports this module, hence here).
+        from tidings.common.kafka import stop_client
+
+        await stop_client(reader, name="lag-end-reader", timeout_s=10.0)
