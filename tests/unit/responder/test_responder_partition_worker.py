@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from tidings.responder import partition
 from tidings.responder.partition import PartitionWorker, Record
 
 TP = TopicPartition("user_messages", 0)
@@ -115,6 +117,35 @@ async def test_answers_running_past_the_grace_period_are_abandoned_uncommitted()
     assert handler.finished == [1]
     assert worker.tracker.to_commit() is None  # offset 0 was abandoned; 1 waits behind it
     assert worker.backlog == 0
+
+
+async def test_an_answer_ignoring_its_cancellation_does_not_hold_up_the_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(partition, "STOP_TIMEOUT_S", 0.5)
+    release = asyncio.Event()
+    cancels = 0
+
+    async def stubborn(rec: Record) -> None:
+        nonlocal cancels
+        while True:
+            try:
+                await release.wait()
+                return
+            except asyncio.CancelledError:
+                cancels += 1  # swallowed: the answer goes on waiting
+
+    worker = PartitionWorker(TP, stubborn, max_in_flight=1)
+    worker.add([record(0, "a")])
+    await settle()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await worker.stop(grace_s=0.05)
+    assert loop.time() - started < 2.0  # was: waited for the answer forever
+    assert cancels >= 1
+    assert worker.tracker.to_commit() is None
+    release.set()  # lets the abandoned answer end, so the test leaves nothing behind
+    await settle()
 
 
 async def test_a_crashing_answer_stops_the_partition_and_is_reported() -> None:

@@ -16,11 +16,15 @@ from typing import Any, TypeAlias
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from tidings.common.kafka import stop_task
 from tidings.common.logging import get_logger
 from tidings.responder import metrics
 from tidings.responder.offsets import OffsetTracker
 
 log = get_logger(__name__)
+
+# How long a cancelled answer gets to end before it is abandoned.
+STOP_TIMEOUT_S = 5.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Handler: TypeAlias = Callable[[Record], Coroutine[Any, Any, None]]
@@ -166,10 +170,11 @@ class PartitionWorker:
         running = [task for task, _ in self._running.values()]
         if running:
             _, pending = await asyncio.wait(running, timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+            # Cancelled, and waited for within a bound: an answer that ignores its
+            # cancellation is left behind (logged) rather than holding up the shutdown.
+            await asyncio.gather(
+                *(stop_task(task, name="answer", timeout_s=STOP_TIMEOUT_S) for task in pending)
+            )
         self._idle.set()
         if dropped or running:
             log.info(
