@@ -243,14 +243,21 @@ def test_parse_cases_reads_the_format_and_rejects_mistakes() -> None:
         parse_cases({"cases": [{"id": "c", "class": "chitchat"}]})
 
 
-def test_the_question_set_parses() -> None:
+@pytest.mark.parametrize("name", ["questions.yaml", "holdout.yaml"])
+def test_the_question_sets_parse(name: str) -> None:
+    """The tuned set and the held-out set (tests/eval/holdout.yaml) are both well formed."""
     from tests.eval.run import DEFAULT_CASES
 
-    if not DEFAULT_CASES.exists():
-        pytest.skip("no question set yet")
+    path = DEFAULT_CASES.parent / name
+    if not path.exists():
+        pytest.skip(f"no question set {name} yet")
     import yaml
 
-    assert parse_cases(yaml.safe_load(DEFAULT_CASES.read_text(encoding="utf-8")))
+    cases = parse_cases(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert cases
+    if name == "holdout.yaml":
+        assert all(c.id.startswith("ho-") for c in cases)
+        assert not any(c.cls == "store" for c in cases)
 
 
 # ---------------------------------------------------------------------------- verdicts
