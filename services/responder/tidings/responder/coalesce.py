@@ -110,7 +110,9 @@ async def coalesce(
         while True:
             waits = [w for w in (coalescer.time_left(), _left(deadline, clock)) if w is not None]
             try:
-                item = await asyncio.wait_for(queue.get(), min(waits) if waits else None)
+                # `asyncio.timeout`, not `wait_for`: no task of its own for every item.
+                async with asyncio.timeout(min(waits) if waits else None):
+                    item = await queue.get()
             except TimeoutError:
                 if deadline is not None and clock() >= deadline:
                     raise TimeoutError(f"no complete answer within {timeout_s}s") from None
