@@ -466,7 +466,11 @@ def judge_case(case: Case, result: Mapping[str, Any], reference: Reference) -> V
     source = done.get("source")
     reason = done.get("reason")
     allowed = allowed_text(case.question, case.history, done.get("sources") or [], reference)
-    invented = invented_facts(text, allowed)
+    # A store tool answers from the store's database (checked against it by
+    # tests/integration/test_store_tools.py), whatever the class; the knowledge base is no
+    # reference for its facts. A tool answering a question that is not its own is still
+    # wrong (no `all` fact, no honest unknown), not inventing.
+    invented = [] if source == "tool" else invented_facts(text, allowed)
     reasons: list[str] = []
     # `all` counts for answerable, followup, canned and adversarial cases; an honest
     # "I don't know" and small talk are judged without it.
@@ -483,9 +487,6 @@ def judge_case(case: Case, result: Mapping[str, Any], reference: Reference) -> V
             elif normalise_text(expected) not in normalise_text(text):
                 reasons.append(f"not the {case.intent!r} FAQ answer")
     elif case.cls == "store":
-        # The store's tools answer from its database (checked against it by
-        # tests/integration/test_store_tools.py); the knowledge base is no reference here.
-        invented = []
         if (source, done.get("tool")) != ("tool", case.tool):
             reasons.append(f"answered by {source!r}/{done.get('tool')!r}, not the {case.tool} tool")
     elif case.cls == "unanswerable":
@@ -548,6 +549,24 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
+# How the responder ends a knowledge answer it is not sure of (RESPONDER_EVIDENCE_SURE_MARGIN;
+# `UNSURE_PREFIX` in services/responder/tidings/responder/answers/engine.py: the judge does
+# not import the responder).
+UNSURE_MARKER = "if this does not answer your question"
+
+
+def unsure_counts(scored: Sequence[Scored]) -> dict[str, dict[str, int]]:
+    """Knowledge answers, with and without the way to ask a person, right and wrong."""
+    counts = {"unsure": {"right": 0, "wrong": 0}, "sure": {"right": 0, "wrong": 0}}
+    for item in scored:
+        done = item.done
+        if done is None or done.get("source") != "knowledge":
+            continue
+        kind = "unsure" if UNSURE_MARKER in str(done.get("text", "")).casefold() else "sure"
+        counts[kind]["right" if item.verdict.correct else "wrong"] += 1
+    return counts
+
+
 def compute_metrics(scored: Sequence[Scored]) -> dict[str, Any]:
     """Every figure of the report, as plain data (also written to the JSON results)."""
     by_class: dict[str, list[Scored]] = {cls: [] for cls in CLASSES}
@@ -594,6 +613,7 @@ def compute_metrics(scored: Sequence[Scored]) -> dict[str, Any]:
         "sources": dict(Counter(str(s.done.get("source")) for s in scored if s.done)),
         "reasons": dict(Counter(str(s.done.get("reason") or "null") for s in scored if s.done)),
         "errors": sum(s.done is None for s in scored),
+        "knowledge_unsure": unsure_counts(scored),
     }
 
 

@@ -556,7 +556,9 @@ is wrong in every class. Otherwise:
   come from the store's database (tests/integration/test_store_tools.py checks them there).
 
 Invented facts are counted over every case of every class (a canned answer can invent only
-when it did not come from the FAQ, which already makes it wrong).
+when it did not come from the FAQ, which already makes it wrong), except in answers of the
+store's tools (`source` `tool`), whose facts come from its database whatever the class: a
+tool answering a question that is not its own is wrong, not inventing.
 """
 
 
@@ -638,6 +640,18 @@ def render_report(
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     else:
         lines.append("No answer ended with `done`.")
+    unsure = metrics["knowledge_unsure"]
+    lines += [
+        "",
+        "Knowledge answers (every class) that end with the way to ask a person (the engine "
+        "was not sure: RESPONDER_EVIDENCE_SURE_MARGIN) and those that do not:",
+        "",
+        "| knowledge answers | right | wrong |",
+        "|---|---|---|",
+        f"| ending with the contact (unsure) | {unsure['unsure']['right']} "
+        f"| {unsure['unsure']['wrong']} |",
+        f"| without it | {unsure['sure']['right']} | {unsure['sure']['wrong']} |",
+    ]
     lines += ["", "## Invented facts", ""]
     if metrics["invented"]:
         for item in metrics["invented"]:

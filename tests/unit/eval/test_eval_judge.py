@@ -377,6 +377,13 @@ def test_metrics_count_rates_inventions_canned_precision_and_latency() -> None:
     assert metrics["canned_recall"] == 1.0
     assert metrics["errors"] == 1
     assert metrics["sources"] == {"knowledge": 2, "faq": 2}
+    assert metrics["knowledge_unsure"] == {
+        "unsure": {"right": 0, "wrong": 0},
+        "sure": {"right": 1, "wrong": 1},
+    }
+    hedged = "ok\n\nIf this does not answer your question, please contact support@bookstore.com."
+    unsure = compute_metrics([scored(case("answerable", expect_all=("ok",)), done(hedged))])
+    assert unsure["knowledge_unsure"]["unsure"] == {"right": 1, "wrong": 0}
     met = {t.name: t.met for t in targets(metrics)}
     assert met["answerable: correct"] is False
     assert met["invented facts (all cases)"] is False
@@ -407,3 +414,13 @@ def test_store_cases_need_their_tool_and_the_facts_but_no_knowledge_source() -> 
     assert wrong_tool.reasons == ["answered by 'tool'/'recommendations', not the order_status tool"]
     with pytest.raises(CaseError, match="names its tool"):
         parse_cases({"cases": [{"id": "x", "class": "store", "question": "Q?"}]})
+
+
+def test_a_tool_answering_another_class_is_wrong_but_not_inventing() -> None:
+    # The recommendations tool's prices come from the store's database, not the KB.
+    text = "Our best sellers this week: Dune by Frank Herbert, $22.99"
+    answer = done(text, source="tool", tool="recommendations")
+    verdict = judge_case(case("answerable", expect_all=("every Monday",)), answer, REFERENCE)
+    assert not verdict.correct and verdict.invented == []
+    honest = judge_case(case("unanswerable"), answer, REFERENCE)
+    assert not honest.correct and honest.invented == []
