@@ -146,6 +146,20 @@ async def test_a_specific_question_is_answered_from_the_knowledge_base_and_cites
     payment = await ask(client, "Can I pay with a Discover card?")
     assert payment["source"] == "knowledge", payment
     assert "Discover cards" in payment["text"] and "do not accept" in payment["text"]
+    # Clear answers: no closing line.
+    assert "does not answer your question" not in done["text"] + payment["text"]
+
+
+async def test_a_close_call_ends_with_the_way_to_ask_a_person(client: httpx.AsyncClient) -> None:
+    # "bitcoin" is a word the pages never use: the answer ("... or cryptocurrency") clears
+    # the bar by little (0.06 < RESPONDER_EVIDENCE_SURE_MARGIN's 0.2).
+    done = await ask(client, "Can I pay with Bitcoin?")
+    assert (done["source"], done["reason"]) == ("knowledge", None), done
+    assert "cryptocurrency" in done["text"]
+    assert done["text"].endswith(
+        f"If this does not answer your question, please contact {CONTACT}."
+    ), done["text"]
+    assert_no_invented_facts(done["text"])
 
 
 async def test_a_store_question_the_knowledge_base_does_not_answer_is_an_honest_unknown(

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from tidings.common.memory_api import Evidence, KnowledgeChunk
-from tidings.responder.answers.evidence import EvidenceLimits, answering, findings, quote
+from tidings.responder.answers.engine import unsure_line
+from tidings.responder.answers.evidence import (
+    EvidenceLimits,
+    answering,
+    assess,
+    findings,
+    quote,
+)
 from tidings.responder.answers.faq_routing import FaqRouter, intent_examples
 from tidings.responder.answers.followup import is_followup, question_focus, with_previous
 from tidings.responder.faq import load_faq
@@ -107,6 +114,35 @@ def test_weak_evidence_is_no_answer_and_foreign_words_raise_the_bar() -> None:
     # Close in meaning but not one word in common: not enough on its own.
     unrelated = chunk([("Orders leave the warehouse the same day.", 0.42)], title="Dispatch")
     assert answering("Do gift cards expire?", [unrelated], EvidenceLimits()) == []
+
+
+def test_a_close_call_is_marked_unsure_and_ends_with_the_way_to_ask_a_person() -> None:
+    limits = EvidenceLimits()
+    # 0.25 + 0.2 x 1.0 (all three words) - 0.4 = 0.05 over the bar: an answer, not a sure one.
+    close = assess(
+        "Do gift cards expire?", [chunk([("Store gift cards never expire.", 0.25)])], limits
+    )
+    assert close is not None and close.margin == 0.05 and not close.sure(limits)
+    clear = assess("Do gift cards expire?", [GIFT], limits)
+    assert clear is not None and clear.sure(limits)
+    assert not clear.sure(EvidenceLimits(sure_margin=clear.margin + 0.01))
+    assert (
+        assess("Do gift cards expire?", [chunk([("Store gift cards never expire.", 0.15)])], limits)
+        is None
+    )
+
+
+def test_the_unsure_line_gives_the_fallbacks_contact() -> None:
+    assert unsure_line(FAQ.fallback) == (
+        "If this does not answer your question, please contact support@bookstore.com."
+    )
+    assert unsure_line("Call us on +1 503 555 0100.") == (
+        "If this does not answer your question, please contact +1 503 555 0100."
+    )
+    # No contact to take: the whole fallback.
+    assert unsure_line("Ask at the front desk.") == (
+        "If this does not answer your question, ask at the front desk."
+    )
 
 
 def test_instructions_inside_knowledge_pages_are_never_evidence() -> None:

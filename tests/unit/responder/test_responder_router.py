@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from datetime import timedelta
+from typing import cast
 
 import pytest
 
@@ -19,9 +20,12 @@ from tidings.common.events import (
     is_terminal,
     utcnow,
 )
+from tidings.common.memory_api import Context, Evidence, KnowledgeChunk
+from tidings.responder.answers.engine import EngineConfig
 from tidings.responder.faq import load_faq
 from tidings.responder.llm import LLM_UNAVAILABLE, Finished, LLMError, LLMRequest, TextChunk
 from tidings.responder.llm.base import LLMEvent
+from tidings.responder.memory import ContextSource
 from tidings.responder.router import EmitError, Router, RouterConfig, split_text
 
 FALLBACK = "I'm not sure about that. Please contact support@bookstore.com for assistance."
@@ -160,6 +164,47 @@ async def test_open_question_streams_the_llm_answer() -> None:
     assert done.usage == Usage(prompt_tokens=7, completion_tokens=5)
     assert done.timings.first_token_ms is not None
     assert backend.requests[0].text == "What is the capital of France?"
+
+
+class OneChunkMemory:
+    """A memory service that knows one knowledge chunk (and embeds nothing)."""
+
+    available = False
+
+    def __init__(self, chunk: KnowledgeChunk) -> None:
+        self.chunk = chunk
+
+    async def context(self, session_id: str, query: str, **_: object) -> Context:
+        return Context(session_id=session_id, knowledge=[self.chunk])
+
+
+CRYPTO = "We do not accept cash on delivery, cheques, Discover cards or cryptocurrency."
+
+
+async def test_a_generated_close_call_ends_with_the_way_to_ask_a_person() -> None:
+    # "bitcoin" is not a word of the knowledge: the sentence clears the bar by little.
+    chunk = KnowledgeChunk(
+        chunk_id="c1",
+        text=CRYPTO,
+        title="Payments > Accepted payment methods",
+        source="kb",
+        score=0.45,
+        sentences=[Evidence(text=CRYPTO, score=0.45)],
+    )
+    backend = FakeBackend(["We do not accept ", "cryptocurrency."])
+    sink = Sink()
+    config = RouterConfig(
+        fallback_text=FALLBACK, flush_ms=5, flush_chars=16, engine=EngineConfig(mode="generate")
+    )
+    memory = cast(ContextSource, OneChunkMemory(chunk))
+    done = await Router(load_faq(), backend, config, context=memory).answer(
+        message("Can I pay with Bitcoin?"), sink
+    )
+    assert_well_formed(sink.events)
+    assert isinstance(done, ResponseDone) and done.source == "knowledge", done
+    hedge = "If this does not answer your question, please contact support@bookstore.com."
+    assert done.text == f"We do not accept cryptocurrency.\n\n{hedge}"
+    assert "".join(d.text for d in sink.deltas()) == done.text
 
 
 async def test_llm_failing_before_its_first_token_gives_the_fallback() -> None:

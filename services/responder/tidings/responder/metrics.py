@@ -131,6 +131,11 @@ UNANSWERED = Counter(
     metric_name("responder_unanswered_total"),
     "Questions about the store the knowledge base does not answer (honest unknowns).",
 )
+UNSURE = Counter(
+    metric_name("responder_unsure_total"),
+    "Knowledge answers given with the way to ask a person, their evidence being close to the "
+    "bar (RESPONDER_EVIDENCE_SURE_MARGIN).",
+)
 CHECK_FAILED = Counter(
     metric_name("responder_check_failed_total"),
     "Generated answers stopped by the grounding check, by plan (generate, general).",

@@ -239,6 +239,8 @@ class Router:
         if plan.kind == "canned":
             await run.start(source="faq")
             return await self._canned(run, plan.text, "faq")
+        if plan.hedge:
+            metrics.UNSURE.inc()
         if plan.kind == "quote":
             await run.start(source="knowledge")
             return await self._canned(run, plan.text, "knowledge", sources=plan.sources)
@@ -285,6 +287,8 @@ class Router:
             if grounded or blocked is not None:
                 return await self._instead(run, plan)
             return await self._canned(run, self._fallback_text(), "fallback")
+        if plan.hedge and blocked is None:
+            await run.delta(f"\n\n{plan.hedge}")
         return await self._finish_done(
             run,
             source,

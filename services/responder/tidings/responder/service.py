@@ -159,6 +159,7 @@ class ResponderService:
                     min_similarity=settings.evidence_min_similarity,
                     foreign_word_penalty=settings.foreign_word_penalty,
                     chunks=settings.evidence_chunks,
+                    sure_margin=settings.evidence_sure_margin,
                 ),
                 general_prompt=llm.llm_system_prompt,
                 limits=PromptLimits(

@@ -232,6 +232,18 @@ class ResponderSettings(BaseSettings):
     foreign_word_penalty: float = Field(
         default=0.05, ge=0, le=1, title="Foreign word penalty", description="See above."
     )
+    evidence_sure_margin: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        title="Evidence sure margin",
+        description=(
+            "A knowledge answer whose best sentence clears RESPONDER_EVIDENCE_MIN_SIMILARITY "
+            "(with its word bonus and penalty) by less than this ends with the FAQ fallback's "
+            "contact: 'If this does not answer your question, please contact ...'. 0 never "
+            "adds it."
+        ),
+    )
     evidence_chunks: int = Field(
         default=10,
         ge=1,

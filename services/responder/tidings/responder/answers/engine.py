@@ -37,9 +37,9 @@ from tidings.common.memory_api import Context, KnowledgeChunk, Turn
 from tidings.common.words import content_stems, stem, tokens
 from tidings.responder.answers.checker import GroundingChecker
 from tidings.responder.answers.evidence import (
+    Assessment,
     EvidenceLimits,
-    Finding,
-    answering,
+    assess,
     findings,
     quote,
 )
@@ -203,6 +203,18 @@ STORE_VOICE = STORE_PLURAL_VOICE | {"i", "i'm", "i'll", "i've", "my"}
 # The memory service's `POST /embed` takes at most 256 texts at a time.
 EMBED_BATCH = 256
 
+UNSURE_PREFIX = "If this does not answer your question,"
+
+
+def unsure_line(fallback: str) -> str:
+    """The closing line of an answer the engine is not sure of: the fallback's contact
+    ("please contact support@bookstore.com."), or the whole fallback when it names none."""
+    contact = next((f.text for f in facts(fallback) if f.kind in {"email", "phone", "url"}), None)
+    if contact is None:
+        return f"{UNSURE_PREFIX} {fallback[:1].lower()}{fallback[1:]}"
+    return f"{UNSURE_PREFIX} please contact {contact}."
+
+
 UNKNOWN_PREFIX = "Our help pages don't cover that, so I can't answer it reliably."
 WITHHELD = (
     "I can't help with that here. I can answer questions about our books, orders, "
@@ -253,6 +265,9 @@ class Plan:
     instead_reason: AnswerReason | None = None
     query: str = ""
     engine_ms: float = 0.0
+    # The closing line of a knowledge answer the engine is not sure of (the way to ask a
+    # person); part of `text` and `instead` already, sent after a generated answer.
+    hedge: str = ""
 
 
 def store_claims(
@@ -363,6 +378,11 @@ class AnswerEngine:
     def fallback(self) -> str:
         return self._fallback_text or self.faq.fallback
 
+    @property
+    def hedge(self) -> str:
+        """The closing line of an answer the engine is not sure of: the fallback's contact."""
+        return unsure_line(self.fallback)
+
     async def plan(self, message: UserMessage) -> Plan:
         """Decide the answer to `message`."""
         started = time.perf_counter()
@@ -396,9 +416,9 @@ class AnswerEngine:
         if choice is not None:
             return self._canned(choice, query)
         chunks = context.knowledge if context is not None else []
-        chosen = answering(query, chunks, self.config.evidence)
-        if chosen:
-            return self._grounded(message, query, chosen, chunks, context)
+        found = assess(query, chunks, self.config.evidence)
+        if found is not None:
+            return self._grounded(message, query, found, chunks, context)
         focus = question_focus(text)
         if focus is not None and context is not None:
             focused = await self._lookup(message, focus)
@@ -406,9 +426,9 @@ class AnswerEngine:
                 choice = router.choose(focus, focused.query_vector)
                 if choice is not None:
                     return self._canned(choice, focus)
-                chosen = answering(focus, focused.knowledge, self.config.evidence)
-                if chosen:
-                    return self._grounded(message, focus, chosen, focused.knowledge, focused)
+                found = assess(focus, focused.knowledge, self.config.evidence)
+                if found is not None:
+                    return self._grounded(message, focus, found, focused.knowledge, focused)
         best_chunk = max((c.score for c in chunks), default=0.0)
         if not creative(text) and (
             about_store(query)
@@ -436,14 +456,16 @@ class AnswerEngine:
         self,
         message: UserMessage,
         query: str,
-        chosen: list[Finding],
+        found: Assessment,
         chunks: Sequence[KnowledgeChunk],
         context: Context | None,
     ) -> Plan:
-        quoted = quote(chosen)
+        chosen = found.chosen
+        hedge = "" if found.sure(self.config.evidence) else self.hedge
+        quoted = quote(chosen) + (f"\n\n{hedge}" if hedge else "")
         cited = [chosen[0].chunk]
         if self.config.mode == "quote":
-            return Plan("quote", text=quoted, sources=source_refs(cited), query=query)
+            return Plan("quote", text=quoted, sources=source_refs(cited), query=query, hedge=hedge)
         # The model sees the best sentences of the chunks that answer; the check holds it
         # to exactly those sentences.
         evidence = [
@@ -469,6 +491,7 @@ class AnswerEngine:
             instead_source="knowledge",
             instead_reason="quoted",
             query=query,
+            hedge=hedge,
         )
 
     def _general(self, message: UserMessage, query: str, context: Context | None) -> Plan:
