@@ -243,9 +243,9 @@ def test_parse_cases_reads_the_format_and_rejects_mistakes() -> None:
         parse_cases({"cases": [{"id": "c", "class": "chitchat"}]})
 
 
-@pytest.mark.parametrize("name", ["questions.yaml", "holdout.yaml"])
+@pytest.mark.parametrize("name", ["questions.yaml", "holdout.yaml", "holdout2.yaml"])
 def test_the_question_sets_parse(name: str) -> None:
-    """The tuned set and the held-out set (tests/eval/holdout.yaml) are both well formed."""
+    """The tuned set and the held-out sets (tests/eval/holdout*.yaml) are well formed."""
     from tests.eval.run import DEFAULT_CASES
 
     path = DEFAULT_CASES.parent / name
@@ -255,8 +255,9 @@ def test_the_question_sets_parse(name: str) -> None:
 
     cases = parse_cases(yaml.safe_load(path.read_text(encoding="utf-8")))
     assert cases
-    if name == "holdout.yaml":
-        assert all(c.id.startswith("ho-") for c in cases)
+    if name in ("holdout.yaml", "holdout2.yaml"):
+        prefix = {"holdout.yaml": "ho-", "holdout2.yaml": "h2-"}[name]
+        assert all(c.id.startswith(prefix) for c in cases)
         assert not any(c.cls == "store" for c in cases)
 
 
