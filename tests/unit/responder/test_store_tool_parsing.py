@@ -45,6 +45,9 @@ def test_emails() -> None:
         ("I want to return my order", False),
         ("How long does shipping take?", False),
         ("Do you ship orders to Canada?", False),
+        ("has my order been sent yet?", True),
+        # A request about delivering it, not a question about where it is.
+        ("Could I have my order sent to a PO box in London?", False),
     ],
 )
 def test_status_questions(text: str, asks: bool) -> None:
@@ -62,6 +65,7 @@ def test_status_questions(text: str, asks: bool) -> None:
         ("I loved “The Hobbit”, what should I read next?", BookRequest(like="The Hobbit")),
         ("a cookbook for beginners", BookRequest(category="Cooking")),
         ("what are your bestsellers?", BookRequest(bestsellers=True)),
+        ("what are your top sellers?", BookRequest(bestsellers=True)),
         ("Do you have books by Agatha Christie?", BookRequest(author="Agatha Christie")),
         (
             "suggest a romance between $10 and 20 dollars as an e-book",
@@ -91,6 +95,10 @@ def test_book_requests(text: str, wanted: BookRequest) -> None:
         "How much is shipping for orders under $35?",
         "I would like to return a book",
         "Write a haiku about autumn",
+        # About the list, not asking for its books.
+        "How often is the top sellers list updated?",
+        # "by mistake" names no author.
+        "I bought the wrong book by mistake, can I cancel the order?",
     ],
 )
 def test_messages_that_ask_for_no_book(text: str) -> None:

@@ -225,8 +225,41 @@ STOPWORDS = frozenset(
         "also",
         "s",
         "t",
+        # Chat shorthand and intensifiers: "do u guys take discover", "pretty sure".
+        "u",
+        "ur",
+        "r",
+        "pls",
+        "plz",
+        "thx",
+        "ty",
+        "lol",
+        "btw",
+        "tbh",
+        "idk",
+        "guys",
+        "guy",
+        "folks",
+        "gonna",
+        "wanna",
+        "gotta",
+        "kinda",
+        "sorta",
+        "pretty",
+        "quite",
+        "super",
+        "totally",
+        "basically",
+        "literally",
+        "honestly",
+        "specifically",
+        "exactly",
+        "probably",
     ]
 )
+
+# A contraction of a function word ("i've", "they're", "we'll", "you'd") is one too.
+_CONTRACTED = re.compile(r"^([a-z]+)'(?:ve|re|ll|d|m|s)$")
 
 # Words a reply may use without a source saying them: they state nothing about the store.
 DISCOURSE = frozenset(
@@ -310,8 +343,11 @@ _NOUN_SUFFIXES = ("ment", "eri")
 
 
 def _function_word(word: str) -> bool:
-    """A function word or filler, in any form ("getting" is "get")."""
-    return word in STOPWORDS or lemma(word) in STOPWORDS
+    """A function word or filler, in any form ("getting" is "get", "they're" is "they")."""
+    if word in STOPWORDS or lemma(word) in STOPWORDS:
+        return True
+    contracted = _CONTRACTED.match(word)
+    return contracted is not None and contracted.group(1) in STOPWORDS
 
 
 def _parts(word: str) -> list[str]:

@@ -28,7 +28,7 @@ from tidings.common.words import content_words
 # (tests/unit/memory/test_memory_lexical.py pins them). A collection indexed with other
 # words then lacks this vector and is searched by meaning only, with a warning to re-ingest,
 # rather than by words that no longer match the questions'.
-LEXICAL_VECTOR = "lexical_v1"
+LEXICAL_VECTOR = "lexical_v2"
 # BM25's term-frequency saturation: a word's weight grows with its count up to k1 + 1.
 K1 = 1.2
 

@@ -95,6 +95,9 @@ class EvidenceLimits:
     # Question words the retrieved knowledge never uses lower the confidence: each one
     # raises the similarity needed by this much.
     foreign_word_penalty: float = 0.05
+    # At most this many foreign words count (a chatty message names many things the pages
+    # need not: "my sister in Honolulu", "found it in a drawer").
+    max_foreign_words: int = 3
     max_sentences: int = 3
     # Other sentences of the same section are quoted (up to `max_sentences`) when they score
     # within this of the best one (the answer is often in the sentence next to the closest).
@@ -220,8 +223,8 @@ def assess(
     if not ranked:
         return None
     best = ranked[0]
-    needed = limits.min_similarity + limits.foreign_word_penalty * len(
-        foreign_words(question, chunks)
+    needed = limits.min_similarity + limits.foreign_word_penalty * min(
+        len(foreign_words(question, chunks)), limits.max_foreign_words
     )
     margin = best.similarity + limits.coverage_bonus * best.coverage - needed
     if margin < 0:

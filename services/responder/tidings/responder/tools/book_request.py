@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 _ASKS = re.compile(
     r"\b(?:recommend\w*|suggest\w*|what (?:should|could|can) i read|what to read|"
     r"(?:something|anything|books?|novels?|one|stuff|more)\s+(?:like|similar to)|similar to|"
-    r"(?:i|we) (?:really )?(?:liked|loved|enjoyed)|best[\s-]?sell(?:ers?|ing)?\b(?!\s+list)|"
-    r"top[\s-]sell\w*|most popular|popular (?:books?|titles?|right now|this week)|trending|"
+    r"(?:i|we) (?:really )?(?:liked|loved|enjoyed)|(?:best|top)[\s-]?sell(?:ers?|ing)?\b"
+    r"(?!\s+list)|most popular|popular (?:books?|titles?|right now|this week)|trending|"
     r"do you have (?:any |some )?(?:good )?(?:books?|novels?|cookbooks?|titles?) "
-    r"(?:by|about|on|like|for)|books? (?:by|about) )",
+    r"(?:by|about|on|like|for)|books? (?:by|about) (?!(?:accident|mistake|error)\b))",
     re.IGNORECASE,
 )
 # Asking for something that needs a book word to be about books: "looking for a good

@@ -33,7 +33,9 @@ _STATUS_QUESTIONS = re.compile(
 )
 _OTHER_ORDER_BUSINESS = re.compile(
     r"\b(?:cancel\w*|return\w*|refund\w*|change|modify|update|address|exchange|damaged|"
-    r"wrong book)\b",
+    r"wrong book|po box)\b|"
+    # "Can I have my order sent to ...": a request about delivery, not where it is.
+    r"\b(?:can|could|may)\s+(?:i|we)\s+have\s+my\b",
     re.I,
 )
 # What may stand around a number that answers "what is your order number?".
