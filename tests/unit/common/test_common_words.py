@@ -35,3 +35,24 @@ def test_a_noun_in_ment_or_ery_is_its_verb() -> None:
     assert stem("delivery") == stem("deliver") == stem("delivered")
     assert stem("shipment") == stem("ship")
     assert stem("cement") == "cement"  # too short a root to cut
+
+
+def test_contractions_and_chat_shorthand_are_function_words() -> None:
+    assert content_stems("do u guys take Discover? it's the only card I've got") == {
+        stem("take"),
+        stem("discover"),
+        stem("card"),
+    }
+    assert content_stems("they're pretty much perfect") == {stem("perfect")}
+    assert content_stems("how long does shipping usually take?") == {stem("ship"), stem("take")}
+    # A contraction of a content word is still that word.
+    assert stem("store") in content_stems("the store's policy")
+
+
+def test_an_abbreviation_is_the_words_it_stands_for() -> None:
+    assert content_stems("ship to the UK") == content_stems("ship to the United Kingdom")
+    assert content_stems("do you take amex") >= content_stems("American Express")
+    assert content_stems("shipping within the U.S.") == content_stems(
+        "shipping within the United States"
+    )
+    assert content_stems("can you send it to us") == {stem("send")}  # "us" is a pronoun

@@ -255,8 +255,28 @@ STOPWORDS = frozenset(
         "specifically",
         "exactly",
         "probably",
+        # How often or how nearly: "how long does shipping usually take?".
+        "usually",
+        "typically",
+        "normally",
+        "generally",
+        "roughly",
+        "approximately",
     ]
 )
+
+# Abbreviations customers write for what help pages spell out: each is the words it stands
+# for ("ship to the UK" finds "the United Kingdom", and a page's "UK" is those words too).
+# Only unambiguous ones ("us" is a pronoun; "US" is lower-cased like it).
+ABBREVIATIONS = {
+    "uk": "united kingdom",
+    "u.k": "united kingdom",
+    "usa": "united states",
+    "u.s.a": "united states",
+    "u.s": "united states",
+    "eu": "european union",
+    "amex": "american express",
+}
 
 # A contraction of a function word ("i've", "they're", "we'll", "you'd") is one too.
 _CONTRACTED = re.compile(r"^([a-z]+)'(?:ve|re|ll|d|m|s)$")
@@ -367,6 +387,9 @@ def content_words(text: str, *, drop: frozenset[str] = frozenset()) -> list[str]
     found: list[str] = []
     for word in tokens(text):
         if _function_word(word) or is_negation(word) or word in drop:
+            continue
+        if word in ABBREVIATIONS:
+            found.extend(stem(part) for part in ABBREVIATIONS[word].split())
             continue
         found.append(stem(word))
         found.extend(stem(part) for part in _parts(word))
