@@ -96,8 +96,12 @@ test-unit: install ## Run the unit tests only (nothing needs to be running)
 bench: install ## Run the benchmarks and write docs/benchmarks.md (several minutes)
 	$(BIN)/python tests/bench/run.py
 
-eval: install ## Ask the real stack the labelled questions and write docs/quality.md
+eval: install ## Ask the real stack the labelled questions and write docs/quality*.md (3 sets)
 	$(BIN)/python tests/eval/run.py
+	$(BIN)/python tests/eval/run.py --cases tests/eval/holdout.yaml \
+		--out docs/quality-holdout.md --json .tidings/eval/holdout.json
+	$(BIN)/python tests/eval/run.py --cases tests/eval/holdout2.yaml \
+		--out docs/quality-holdout2.md --json .tidings/eval/holdout2.json
 
 chaos: install ## Chaos drills on a local topology of real processes (docs/reliability.md)
 	$(BIN)/python tests/chaos/run.py

@@ -562,6 +562,25 @@ tool answering a question that is not its own is wrong, not inventing.
 """
 
 
+HELD_OUT = (
+    "Three sets: `tests/eval/questions.yaml` (219 cases, written with the engine and tuned on: "
+    "docs/quality.md), `tests/eval/holdout.yaml` (84 cases written from the help pages and the "
+    "FAQ only, by a colleague who had seen neither the engine nor the first set; its failures "
+    "were then studied, so it has become a second development set: docs/quality-holdout.md) "
+    "and `tests/eval/holdout2.yaml` (85 cases, written the same way and never looked at while "
+    "the engine changed: docs/quality-holdout2.md, the figure to expect on questions nobody "
+    "tuned for)."
+)
+
+
+def _relative(path: str) -> str:
+    """`path` from the repository's root when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
+
+
 def render_report(
     meta: dict[str, Any],
     metrics: dict[str, Any],
@@ -573,9 +592,12 @@ def render_report(
         "# Answer quality",
         "",
         "How well the bot answers a labelled set of customer questions "
-        "(`tests/eval/questions.yaml`), judged automatically by `tests/eval/judge.py`.",
+        f"(`{_relative(meta.get('cases_file', str(DEFAULT_CASES)))}`), judged automatically by "
+        "`tests/eval/judge.py`.",
         "",
-        "Reproduce: `make eval` (the bundled SmolLM2-135M on llama.cpp), or "
+        HELD_OUT,
+        "",
+        "Reproduce: `make eval` (the bundled SmolLM2-135M on llama.cpp, all three sets), or "
         "`.venv/bin/python tests/eval/run.py --openai-base-url URL --openai-model NAME "
         '--label "NAME"` against any OpenAI-compatible server; `--only CLASS_OR_ID` runs a '
         "subset. Raw answers: `.tidings/eval/results.json`.",

@@ -106,8 +106,8 @@ class EvidenceLimits:
     # candidates the sentences come from.
     chunks: int = 10
     # An answer whose best sentence clears the bar by less than this ends with the way to
-    # ask a person (the FAQ fallback's contact): on the tuned set (docs/quality.md), 11 of
-    # the 17 wrong knowledge answers and 35 of the 114 right ones fell below 0.2.
+    # ask a person (the FAQ fallback's contact); docs/responder.md says how often the right
+    # and the wrong answers fall below it.
     sure_margin: float = 0.2
     weights: Weights = field(default_factory=Weights)
 
