@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tidings.common.settings import QdrantSettings
+from tidings.common.settings import KafkaSettings, QdrantSettings
 from tidings.memory.collection import ModelStamp
 from tidings.memory.embedder import Embedder
-from tidings.memory.knowledge.ingest import Ingestor, sample_source
+from tidings.memory.knowledge.ingest import FileSource, Ingestor, sample_source
 from tidings.memory.knowledge.store import KnowledgeStore
+from tidings.memory.service import MemoryService
 from tidings.memory.settings import MemorySettings
 from tidings.memory.store import Qdrant, open_qdrant
 
@@ -128,3 +129,41 @@ async def test_a_collection_from_before_the_lexical_index_is_searched_by_meaning
         by_meaning = await knowledge.search(vector, limit=10, min_score=0.25)
         asked = await knowledge.search(vector, limit=10, min_score=0.25, text=question)
     assert by_meaning and [c.chunk_id for c in asked] == [c.chunk_id for c in by_meaning]
+
+
+@pytest.mark.parametrize("own_pages", [False, True])
+async def test_the_sample_gets_the_current_lexical_index_unless_the_collection_holds_more(
+    embedder: Embedder, kafka_settings: KafkaSettings, tmp_path: Path, own_pages: bool
+) -> None:
+    """`make run`'s data folder from an older release: the memory service rebuilds the
+    sample's collection with the current lexical index at start, but never one that also
+    holds the user's own pages (those need `tidings ingest --recreate`)."""
+    path = tmp_path / "qdrant"
+    async with open_qdrant(QdrantSettings(path=path)) as qdrant:
+        knowledge = await _ingested(qdrant, embedder, "kb", lexical=False)
+        if own_pages:
+            page = tmp_path / "hours.md"
+            page.write_text("# Opening hours\n\nThe shop opens at 9 a.m. on weekdays.\n")
+            source = FileSource.of(page)
+            await Ingestor(knowledge, embedder, max_chars=800, overlap_chars=0).ingest(
+                source.root, source.items()
+            )
+        chunks = await knowledge.count()
+    settings = MemorySettings(
+        host="127.0.0.1",
+        port=0,
+        group_id=f"{kafka_settings.topic_prefix}memory",
+        kafka=kafka_settings,
+        qdrant=QdrantSettings(path=path, collection="turns"),
+        knowledge_collection="kb",
+        knowledge_sample=True,
+    )
+    async with MemoryService(settings, embedder=embedder):
+        pass
+    async with open_qdrant(QdrantSettings(path=path)) as qdrant:
+        after = KnowledgeStore(qdrant, "kb")
+        assert await after.lexical() is not own_pages
+        assert await after.count() == chunks  # the same pages, nothing lost or doubled
+        [vector] = embedder.embed(["can i pay cash to the delivery guy?"])
+        found = await after.search(vector, limit=10, min_score=0.25, text="cash on delivery")
+    assert found

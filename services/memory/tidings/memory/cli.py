@@ -36,15 +36,15 @@ from tidings.memory.collection import (
     EmbeddingModelMismatchError,
     ModelStamp,
     VectorSizeMismatchError,
-    create_collection,
-    new_collection_name,
-    point_alias,
 )
 from tidings.memory.embedder import Embedder, EmbedderError, TextEmbedder
 from tidings.memory.knowledge.confluence import ConfluenceError, ConfluenceSpace
 from tidings.memory.knowledge.ingest import FileSource, Ingestor, IngestReport, sample_source
-from tidings.memory.knowledge.lexical import SPARSE_VECTORS
-from tidings.memory.knowledge.store import PAYLOAD_INDEXES, KnowledgeStore
+from tidings.memory.knowledge.store import (
+    KnowledgeStore,
+    new_knowledge_collection,
+    switch_knowledge_collection,
+)
 from tidings.memory.settings import MemorySettings
 from tidings.memory.store import QdrantLockedError, open_qdrant
 
@@ -266,11 +266,7 @@ async def _ingest(
     total = IngestReport()
     async with open_qdrant(settings.qdrant) as qdrant:
         if recreate:
-            collection = new_collection_name(name)
-            await qdrant.run(
-                create_collection, qdrant.client, collection, stamp, PAYLOAD_INDEXES,
-                local=qdrant.local, sparse=SPARSE_VECTORS,
-            )  # fmt: skip
+            collection = await new_knowledge_collection(qdrant, name, stamp)
         else:
             collection = name
         store = KnowledgeStore(qdrant, collection)
@@ -298,9 +294,7 @@ async def _ingest(
                     )
                     total.add(report)
         if recreate:
-            previous = await qdrant.run(point_alias, qdrant.client, name, collection)
-            if previous not in (None, name):
-                await qdrant.run(qdrant.client.delete_collection, previous)
+            await switch_knowledge_collection(qdrant, name, collection)
     return total
 
 

@@ -25,9 +25,13 @@ from tidings.memory.collection import ModelStamp
 from tidings.memory.consumer import MemoryWorker
 from tidings.memory.embedder import Embedder, TextEmbedder
 from tidings.memory.knowledge.ingest import Ingestor, sample_source
-from tidings.memory.knowledge.store import KnowledgeStore
+from tidings.memory.knowledge.store import (
+    KnowledgeStore,
+    new_knowledge_collection,
+    switch_knowledge_collection,
+)
 from tidings.memory.settings import MemorySettings
-from tidings.memory.store import TurnStore, open_qdrant
+from tidings.memory.store import Qdrant, TurnStore, open_qdrant
 
 log = get_logger(__name__)
 
@@ -89,8 +93,8 @@ class MemoryService:
         await self._store.ensure_collection(stamp)
         self._knowledge = KnowledgeStore(qdrant, settings.knowledge_collection)
         await self._knowledge.ensure_collection(stamp)
-        if settings.knowledge_sample and await self._knowledge.count() == 0:
-            await self._load_sample(self._knowledge, embedder)
+        if settings.knowledge_sample:
+            await self._sample_ready(qdrant, stamp, embedder)
         producer = await self._stack.enter_async_context(
             kafka_producer(settings.kafka, name="memory")
         )
@@ -141,6 +145,26 @@ class MemoryService:
             self._ready_checks,
             with_metrics=self.settings.metrics_port is None,
         )
+
+    async def _sample_ready(
+        self, qdrant: Qdrant, stamp: ModelStamp, embedder: TextEmbedder
+    ) -> None:
+        """Load the bundled pages into an empty knowledge collection; rebuild a collection
+        that holds nothing else when its lexical index is of an older release (its words
+        are not those the questions are cut into: search would find less)."""
+        assert self._knowledge is not None
+        if await self._knowledge.count() == 0:
+            await self._load_sample(self._knowledge, embedder)
+            return
+        root = sample_source().root
+        if await self._knowledge.lexical() or await self._knowledge.count(except_root=root):
+            return
+        name = self.settings.knowledge_collection
+        concrete = await new_knowledge_collection(qdrant, name, stamp)
+        await self._load_sample(KnowledgeStore(qdrant, concrete), embedder)
+        await switch_knowledge_collection(qdrant, name, concrete)
+        self._knowledge = KnowledgeStore(qdrant, name)
+        log.info("sample knowledge base rebuilt with the current lexical index", collection=name)
 
     async def _load_sample(self, knowledge: KnowledgeStore, embedder: TextEmbedder) -> None:
         """Ingest the bundled bookstore pages (first start of `make run`)."""

@@ -20,7 +20,13 @@ from qdrant_client import models
 
 from tidings.common.logging import get_logger
 from tidings.common.memory_api import KnowledgeChunk
-from tidings.memory.collection import ModelStamp, sparse_vectors
+from tidings.memory.collection import (
+    ModelStamp,
+    create_collection,
+    new_collection_name,
+    point_alias,
+    sparse_vectors,
+)
 from tidings.memory.knowledge.chunking import Chunk
 from tidings.memory.knowledge.documents import Document
 from tidings.memory.knowledge.lexical import (
@@ -205,9 +211,16 @@ class KnowledgeStore:
                     found[str(point.id)] = _chunk(point, score)
         return sorted(found.values(), key=lambda chunk: chunk.score, reverse=True)
 
-    async def count(self) -> int:
-        """How many chunks the collection holds."""
-        result = await self._run(self._client.count, self.collection, exact=True)
+    async def count(self, *, except_root: str | None = None) -> int:
+        """How many chunks the collection holds (not counting `except_root`'s)."""
+        only = None
+        if except_root is not None:
+            only = models.Filter(
+                must_not=[
+                    models.FieldCondition(key="root", match=models.MatchValue(value=except_root))
+                ]
+            )
+        result = await self._run(self._client.count, self.collection, count_filter=only, exact=True)
         return result.count
 
 
@@ -233,3 +246,20 @@ def _dense(vector: Any) -> list[float]:
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return sum(x * y for x, y in zip(a, b, strict=False)) / norm if norm else 0.0
+
+
+async def new_knowledge_collection(qdrant: Qdrant, name: str, stamp: ModelStamp) -> str:
+    """Create a fresh concrete collection for the knowledge alias `name`; its name."""
+    concrete = new_collection_name(name)
+    await qdrant.run(
+        create_collection, qdrant.client, concrete, stamp, PAYLOAD_INDEXES,
+        local=qdrant.local, sparse=SPARSE_VECTORS,
+    )  # fmt: skip
+    return concrete
+
+
+async def switch_knowledge_collection(qdrant: Qdrant, name: str, concrete: str) -> None:
+    """Point the alias `name` at `concrete` in one request and drop the collection it left."""
+    previous = await qdrant.run(point_alias, qdrant.client, name, concrete)
+    if previous not in (None, name):
+        await qdrant.run(qdrant.client.delete_collection, previous)
