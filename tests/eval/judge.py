@@ -59,7 +59,8 @@ _CITATION_MARKER = re.compile(r"\[\d{1,2}\]")
 def normalise_text(text: str) -> str:
     """NFKC, one kind of dash and quote, no Markdown emphasis, single spaces, case-folded."""
     text = unicodedata.normalize("NFKC", text).translate(_DASHES).translate(_QUOTES)
-    text = re.sub(r"[*`]", "", text)
+    # Emphasis marks go; a `*` between two numbers is multiplication ("17*23" is not 1723).
+    text = re.sub(r"`|(?<!\d)\*+|\*+(?!\d)", "", text)
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 

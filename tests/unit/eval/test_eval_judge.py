@@ -403,6 +403,7 @@ def test_earlier_runs_are_kept_and_a_line_is_added() -> None:
 
 def test_normalise_text() -> None:
     assert normalise_text("  It\u2019s  **5\u20137**\n days ") == "it's 5-7 days"
+    assert normalise_text("**17*23** = 391") == "17*23 = 391"  # multiplication, not 1723
 
 
 def test_store_cases_need_their_tool_and_the_facts_but_no_knowledge_source() -> None:
