@@ -566,23 +566,49 @@ class EchoRun:
     burst_took: float = 0.0
 
 
-async def _echo_load(stack: dict[str, Any], *, burst: bool, **extra: str) -> EchoRun:
-    """Through a fresh gateway and echo responder: one session alone, 50 independent
-    sessions and - with `burst` - the same 50 in lockstep."""
-    procs, port, ops_port = _start_echo(stack, **extra)
-    await _wait_http(port, "/ready")
-    await _wait_http(ops_port, "/ready", timeout_s=90)
-    # Warm-up, not measured: the same 50 sessions for PIPE_WARMUP_ROUNDS rounds. Apache
-    # Kafka's JVM compiles its fetch, group and commit paths during the first 20-30 s of
-    # such load (about 3,000 messages; cold, its CPU is 3x and the first-token p99 59 ms
-    # against 22 ms warm, issue 17's probe), and the earlier POST rounds, which only
-    # produce, do not warm them. Both brokers get the same warm-up.
+async def _warm_up(port: int) -> None:
+    """Warm-up, not measured: 50 sessions for PIPE_WARMUP_ROUNDS rounds through the echo
+    pipeline behind `port`. Apache Kafka's JVM compiles its fetch, group and commit paths
+    during the first 20-30 s of such load (about 3,000 messages; cold, its CPU is 3x and the
+    first-token p99 59 ms against 22 ms warm, issue 17's probe)."""
     await asyncio.gather(
         *(
             _session(port, PIPE_WARMUP_ROUNDS, [], None, None, ECHO_QUESTION, random.Random(i))
             for i in range(PIPE_SESSIONS)
         )
     )
+
+
+async def warm_broker(bootstrap: str, log_dir: Path) -> float:
+    """Warm an Apache Kafka broker up as (c) does, through a gateway and an echo responder
+    of their own (fresh topics, stopped after); the seconds it took."""
+    stack: dict[str, Any] = {
+        "bootstrap": bootstrap,
+        "broker": "kafka",
+        "procs": [],
+        "log_dir": log_dir,
+    }
+    started = time.monotonic()
+    procs, port, ops_port = _start_echo(stack)
+    try:
+        await _wait_http(port, "/ready")
+        await _wait_http(ops_port, "/ready", timeout_s=90)
+        await _warm_up(port)
+    finally:
+        for proc in procs:
+            proc.stop()
+    return time.monotonic() - started
+
+
+async def _echo_load(stack: dict[str, Any], *, burst: bool, **extra: str) -> EchoRun:
+    """Through a fresh gateway and echo responder: one session alone, 50 independent
+    sessions and - with `burst` - the same 50 in lockstep."""
+    procs, port, ops_port = _start_echo(stack, **extra)
+    await _wait_http(port, "/ready")
+    await _wait_http(ops_port, "/ready", timeout_s=90)
+    # The earlier POST rounds, which only produce, do not warm the broker's fetch, group and
+    # commit paths. Both brokers get the same warm-up.
+    await _warm_up(port)
     run = EchoRun()
     await _session(port, 20, run.alone, None, message=ECHO_QUESTION)
     pauses = random.Random(PIPE_SESSIONS)

@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer
+from bench_gateway import PIPE_SESSIONS, PIPE_WARMUP_ROUNDS, warm_broker
 from httpx_sse import aconnect_sse
 from openai import AsyncOpenAI
 
@@ -415,6 +416,7 @@ def kafka_for(brokers: dict[str, str], partitions: int, broker: str = "kafka") -
 
 async def run(work: Path) -> str:
     async with infrastructure(work) as (brokers, llm_base):
+        warm_s = await warm_broker(brokers["kafka"], work)
         llm = LLMSettings(
             llm_backend="openai",
             openai_base_url=llm_base,
@@ -440,6 +442,11 @@ async def run(work: Path) -> str:
             "model's prompt processing takes a core from one of the model's two threads, which "
             "then waits for the other at each layer. On Apache Kafka (as production runs it) and, "
             "with the one-thread model, on Tansu, in the same run.\n\n"
+            f"Apache Kafka is warmed up first, as in the gateway benchmark's (c): {PIPE_SESSIONS} "
+            f"sessions x {PIPE_WARMUP_ROUNDS} rounds through a gateway and an echo responder "
+            f"of their own on other topics ({warm_s:.0f} s), not measured. The JVM broker "
+            "compiles its fetch, group and commit paths during its first 20-30 s of such load; "
+            "a broker in production has long done so. Tansu has no JIT and is not warmed up.\n\n"
             + ttft_1
             + "\n"
             + ttft_1_tansu
