@@ -157,7 +157,9 @@ class MemoryService:
             await self._load_sample(self._knowledge, embedder)
             return
         root = sample_source().root
-        if await self._knowledge.lexical() or await self._knowledge.count(except_root=root):
+        if await self._knowledge.lexical(warn=False) or await self._knowledge.count(
+            except_root=root
+        ):
             return
         name = self.settings.knowledge_collection
         concrete = await new_knowledge_collection(qdrant, name, stamp)

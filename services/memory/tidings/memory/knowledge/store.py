@@ -73,10 +73,14 @@ class KnowledgeStore:
         )
         self._lexical = None
 
-    async def lexical(self) -> bool:
-        """Whether the collection has the lexical index (asked once)."""
+    async def lexical(self, *, warn: bool = True) -> bool:
+        """Whether the collection has the lexical index (asked once). Without it, searches
+        go by meaning only, which is logged once; `warn=False` asks without that (the
+        answer is then not kept, so the first search still warns)."""
         if self._lexical is None:
             found = LEXICAL_VECTOR in await self._run(sparse_vectors, self._client, self.collection)
+            if not warn and not found:
+                return False
             if not found:
                 log.warning(
                     "the knowledge collection has no lexical index (it predates it): searching "
