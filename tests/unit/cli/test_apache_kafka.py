@@ -24,6 +24,17 @@ def test_node_listens_on_loopback_with_composes_settings(tmp_path: Path) -> None
     assert node.bootstrap == "127.0.0.1:19092"
 
 
+def test_the_broker_jvm_gets_kafkas_own_performance_options(tmp_path: Path) -> None:
+    # As kafka-run-class.sh gives them (compose's apache/kafka image): a 20 ms GC pause
+    # target instead of G1's 200 ms default, before the main class.
+    node = KafkaNode(port=1, controller_port=2, data_dir=tmp_path)
+    command = node._java(tmp_path / "libs", "kafka.Kafka", "server.properties", heap_mb=512)
+    assert command.index("-XX:MaxGCPauseMillis=20") < command.index("kafka.Kafka")
+    assert {"-XX:+UseG1GC", "-XX:InitiatingHeapOccupancyPercent=35", "-Xmx512m"} <= set(command)
+    bare = KafkaNode(port=1, controller_port=2, data_dir=tmp_path, jvm_options=())
+    assert "-XX:MaxGCPauseMillis=20" not in bare._java(tmp_path, "kafka.Kafka", heap_mb=512)
+
+
 def test_extra_settings_override(tmp_path: Path) -> None:
     node = KafkaNode(
         port=1,

@@ -125,3 +125,41 @@ async def test_a_failing_model_raises_and_unpublished_text_is_dropped() -> None:
         async for chunk in coalesce(failing(), buffer):
             out.append(chunk)
     assert out == []
+
+
+async def test_the_first_text_goes_out_without_waiting_for_other_tasks() -> None:
+    # On a busy event loop every hop through another task waits for all the ready ones;
+    # the first text is what time to first token measures, so it takes no such hop.
+    turns = 0
+    stop = asyncio.Event()
+
+    async def busy() -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def model() -> AsyncIterator[str]:
+        yield "Hello"
+        await asyncio.sleep(0.01)
+        yield " there"
+
+    other = asyncio.create_task(busy())
+    await asyncio.sleep(0)
+    chunks = coalesce(model(), DeltaCoalescer(window_s=0.04, max_chars=48, first_now=True))
+    before = turns
+    assert await anext(chunks) == "Hello"
+    assert turns == before
+    assert [chunk async for chunk in chunks] == [" there"]
+    stop.set()
+    await other
+
+
+async def test_a_model_that_says_nothing_before_the_deadline_times_out() -> None:
+    async def silent() -> AsyncIterator[str]:
+        await asyncio.sleep(3600)
+        yield "never"
+
+    with pytest.raises(TimeoutError):
+        async for _ in coalesce(silent(), DeltaCoalescer(window_s=10, max_chars=1), timeout_s=0.05):
+            pass

@@ -92,21 +92,36 @@ async def coalesce(
     `timeout_s`. Text still buffered when `source` fails is dropped: it was never published.
     """
     queue: asyncio.Queue[str | _Failure | _End] = asyncio.Queue()
-
-    async def pump() -> None:
-        # Reading in its own task lets the reader wake on a timer while `source` is waiting;
-        # cancelling an async generator's __anext__ directly would finalise it.
-        try:
-            async for text in source:
-                queue.put_nowait(text)
-        except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
-            queue.put_nowait(_Failure(exc))
-        else:
-            queue.put_nowait(_End())
-
     deadline = None if timeout_s is None else clock() + timeout_s
-    task = asyncio.create_task(pump(), name="coalesce-pump")
+    task: asyncio.Task[None] | None = None
     try:
+        # The first text is read here, not through the pump: nothing is buffered yet, so
+        # there is no flush to wake up for, and the first token (time to first token is
+        # what a user feels) does not wait for the pump task's turn on a busy event loop.
+        # Only the deadline can interrupt this read, and then the answer is over anyway.
+        try:
+            async with asyncio.timeout(_left(deadline, clock)):
+                first = await anext(source, _End())
+        except TimeoutError:
+            raise TimeoutError(f"no complete answer within {timeout_s}s") from None
+        if isinstance(first, _End):
+            return
+        chunk = coalescer.push(first)
+        if chunk:
+            yield chunk
+
+        async def pump() -> None:
+            # Reading in its own task lets the reader wake on a timer while `source` is
+            # waiting; cancelling an async generator's __anext__ directly would finalise it.
+            try:
+                async for text in source:
+                    queue.put_nowait(text)
+            except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
+                queue.put_nowait(_Failure(exc))
+            else:
+                queue.put_nowait(_End())
+
+        task = asyncio.create_task(pump(), name="coalesce-pump")
         while True:
             waits = [w for w in (coalescer.time_left(), _left(deadline, clock)) if w is not None]
             try:
@@ -131,9 +146,10 @@ async def coalesce(
             if chunk:
                 yield chunk
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
