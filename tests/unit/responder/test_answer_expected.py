@@ -16,6 +16,8 @@ from tidings.responder.answers.expected import asked_kinds, gives
         ("How many days does express take?", {"duration"}),
         ("How many books do you have?", {"count"}),
         ("What's the cut-off time for same-day dispatch?", {"clock"}),
+        ("Where do orders ship from?", {"place"}),
+        ("where can I get an invoice", {"place"}),
         ("Do you ship to Canada?", set()),
         ("How much time do I have to return a book?", set()),
     ],
@@ -31,3 +33,11 @@ def test_a_sentence_gives_a_kind_when_it_states_such_a_fact() -> None:
     assert gives("Orders placed before 2 p.m. Pacific time leave the same day.", {"clock"})
     assert gives("E-books are delivered instantly to your library.", {"duration"})
     assert not gives("We ship to Canada.", set())
+
+
+def test_a_sentence_gives_a_place_when_it_names_one_after_a_preposition() -> None:
+    assert gives("Every order ships from our warehouse in Portland, Oregon.", {"place"})
+    assert gives("Download invoices under Orders in your account.", {"place"})
+    # A capital that starts the sentence, or a place with no name, is not one.
+    assert not gives("Books damaged in transit are replaced free of charge.", {"place"})
+    assert not gives("Drop the parcel at any post office.", {"place"})

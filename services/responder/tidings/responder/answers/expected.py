@@ -1,12 +1,13 @@
 """What kind of fact a question asks for, and whether a sentence gives one.
 
 "How much is express shipping?" asks for an amount; "How long do refunds take?" for a
-duration; "What's the cut-off time?" for a time of day. Among sentences equally close to
-the question, the one that gives that kind of fact is the answer: "We ship to Australia"
-is about the question "How much is shipping to Australia?", but "International orders take
-7-14 business days with standard international shipping ($14.99)" answers it. This is
-the answer-type check of classic question answering, done with patterns: it knows English
-question words and the facts `facts.py` extracts, nothing about any one knowledge base.
+duration; "What's the cut-off time?" for a time of day; "Where do orders ship from?" for a
+place. Among sentences equally close to the question, the one that gives that kind of fact
+is the answer: "We ship to Australia" is about the question "How much is shipping to
+Australia?", but "International orders take 7-14 business days with standard international
+shipping ($14.99)" answers it. This is the answer-type check of classic question
+answering, done with patterns: it knows English question words and the facts `facts.py`
+extracts, nothing about any one knowledge base.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 
 from tidings.responder.answers.facts import facts
 
-Kind = Literal["money", "duration", "count", "clock"]
+Kind = Literal["money", "duration", "count", "clock", "place"]
 
 _ASKS: tuple[tuple[Kind, re.Pattern[str]], ...] = (
     (
@@ -40,6 +41,7 @@ _ASKS: tuple[tuple[Kind, re.Pattern[str]], ...] = (
         "clock",
         re.compile(r"\bwhat time\b|\bcut-?off\b|\bdeadline\b|\bby when\b", re.IGNORECASE),
     ),
+    ("place", re.compile(r"\bwhere\b", re.IGNORECASE)),
 )
 
 _DURATION = re.compile(
@@ -48,6 +50,9 @@ _DURATION = re.compile(
     r"\binstantly\b",
     re.IGNORECASE,
 )
+# A named place after a preposition: "from our warehouse in Portland", "under Orders in
+# your account", "at any post office" is no name.
+_PLACE = re.compile(r"\b(?:in|from|at|under|on)\s+(?:(?:our|the|your)\s+)?[A-Z][\w-]+")
 _CLOCK = re.compile(
     r"\b\d{1,2}(?::\d\d)?\s*(?:a\.m\.|p\.m\.|am\b|pm\b)|\bnoon\b|\bmidnight\b", re.IGNORECASE
 )
@@ -68,5 +73,7 @@ def gives(sentence: str, kinds: set[Kind]) -> bool:
     if "count" in kinds and found & {"number", "money", "percent"}:
         return True
     if "duration" in kinds and _DURATION.search(sentence):
+        return True
+    if "place" in kinds and _PLACE.search(sentence):
         return True
     return "clock" in kinds and bool(_CLOCK.search(sentence))
