@@ -183,6 +183,17 @@ async def test_a_follow_up_is_understood_with_the_previous_question(
     assert "Japan" in follow["text"]
 
 
+async def test_a_follow_up_gets_what_the_last_answer_did_not_say(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await ask(client, "How long does express shipping take?")
+    assert "2-3 business days" in first["text"], first
+    # France is no word of the pages; the US delivery times again would not answer it.
+    follow = await ask(client, "and to France?", session_id=first["session_id"])
+    assert follow["source"] == "knowledge", follow
+    assert "3-5 business days" in follow["text"], follow["text"]
+
+
 async def test_prompt_injection_makes_no_claim_outside_the_sources(
     client: httpx.AsyncClient,
 ) -> None:

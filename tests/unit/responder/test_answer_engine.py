@@ -9,6 +9,7 @@ from tidings.responder.answers.evidence import (
     answering,
     assess,
     findings,
+    followup_said,
     quote,
 )
 from tidings.responder.answers.faq_routing import FaqRouter, intent_examples
@@ -254,3 +255,79 @@ def test_a_misspelt_question_word_finds_the_word_of_the_knowledge_base() -> None
     assert spelled({"adress"}, known) == {"address"}
     assert spelled({"prime"}, known) == {"prime"}  # short words are not guessed at
     assert spelled({"kobo"}, known) == {"kobo"}
+
+
+DELIVERY_TIMES = chunk(
+    [
+        ("Standard shipping takes 5-7 business days within the United States.", 0.62),
+        ("Express shipping takes 2-3 business days within the United States.", 0.5),
+    ],
+    title="Shipping > Delivery times",
+)
+
+
+def test_a_follow_up_is_not_answered_again_with_what_the_last_answer_said() -> None:
+    # "Germany" is no word of the pages ("every country of the European Union").
+    asked = "How long does standard shipping take?"
+    query = with_previous("what about to Germany?", [asked])
+    before = "Standard shipping takes 5-7 business days. Express shipping is 2-3 business days."
+    said = followup_said(before, "what about to Germany?", asked)
+    assert said is not None and said.new_words == {"germani"}
+    limits = EvidenceLimits()
+    # Without the conversation, the US delivery times are the closest sentences.
+    plain = assess(query, [DELIVERY_TIMES, INTERNATIONAL], limits)
+    assert plain is not None and plain.chosen[0].chunk is DELIVERY_TIMES
+    found = assess(query, [DELIVERY_TIMES, INTERNATIONAL], limits, said=said)
+    assert found is not None and found.chosen[0].chunk is INTERNATIONAL
+    assert "7-14 business days" in quote(found.chosen)
+
+
+def test_a_sentence_said_before_still_answers_when_it_names_what_the_follow_up_adds() -> None:
+    listed = "We ship to Canada, Mexico, Australia, New Zealand and Japan."
+    said = followup_said(listed, "And to Japan?", "Do you ship to Canada?")
+    assert said is not None
+    found = assess(
+        "Do you ship to Canada? And to Japan?", [INTERNATIONAL], EvidenceLimits(), said=said
+    )
+    assert found is not None and listed in [f.text for f in found.chosen]
+    # Nothing was said before (an LLM answer, a new replica without memory): no rule.
+    assert followup_said("", "And to Japan?", "Do you ship to Canada?") is None
+
+
+def test_a_follow_ups_own_words_pick_the_sentence_among_those_about_the_same_thing() -> None:
+    gift = chunk(
+        [
+            ("Gift recipients can return a book within 30 days of delivery.", 0.6),
+            ("The refund is a store gift card; the person who bought the gift is not told.", 0.5),
+        ],
+        title="Returns > Returning a gift",
+    )
+    excluded = chunk(
+        [("E-books and audiobook downloads cannot be returned once downloaded.", 0.7)],
+        title="Returns > Items that cannot be returned",
+    )
+    previous = "I want to return a book I got as a present"
+    followup = "will the person who bought it find out?"
+    said = followup_said(
+        "Gift recipients can return a book within 30 days of delivery.", followup, previous
+    )
+    query = with_previous(followup, [previous])
+    found = assess(query, [gift, excluded], EvidenceLimits(), said=said)
+    assert found is not None
+    assert [f.text[:10] for f in found.chosen] == ["The refund"]
+    # Without the follow-up's own words weighing again, the closer page about returns wins.
+    other = assess(query, [gift, excluded], EvidenceLimits(followup_words=0), said=said)
+    assert other is not None and other.chosen[0].text.startswith("E-books")
+
+
+def test_recent_questions_remember_the_last_answer_of_each_session() -> None:
+    from tidings.responder.answers.engine import RecentQuestions
+
+    recent = RecentQuestions(max_sessions=1)
+    recent.add("a", "Do you ship to Canada?", "Yes, we ship to every Canadian province.")
+    recent.add("a", "And to Japan?", "")
+    assert recent.answer("a") == ""  # an answer whose text is not known says nothing
+    recent.add("a", "Do gift cards expire?", "Store gift cards never expire.")
+    assert recent.answer("a") == "Store gift cards never expire."
+    recent.add("b", "hello?", "Hi!")
+    assert recent.answer("a") == "" and recent.get("a") == []  # dropped with its session

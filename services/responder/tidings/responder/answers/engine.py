@@ -39,8 +39,10 @@ from tidings.responder.answers.checker import GroundingChecker
 from tidings.responder.answers.evidence import (
     Assessment,
     EvidenceLimits,
+    Said,
     assess,
     findings,
+    followup_said,
     quote,
 )
 from tidings.responder.answers.facts import facts
@@ -338,16 +340,23 @@ class RecentQuestions:
         self._max = max_sessions
         self._per_session = per_session
         self._questions: OrderedDict[str, list[str]] = OrderedDict()
+        self._answers: dict[str, str] = {}
 
     def get(self, session_id: str) -> list[str]:
         return list(self._questions.get(session_id, ()))
 
-    def add(self, session_id: str, question: str) -> None:
+    def answer(self, session_id: str) -> str:
+        """The last answer planned here with its text known (FAQ, quote, unknown), or ""."""
+        return self._answers.get(session_id, "")
+
+    def add(self, session_id: str, question: str, answer: str = "") -> None:
         kept = self._questions.pop(session_id, [])
         question = question[-self.MAX_CHARS :]  # the end: a follow-up chain ends with it
         self._questions[session_id] = [*kept, question][-self._per_session :]
+        self._answers[session_id] = answer[: self.MAX_CHARS]
         while len(self._questions) > self._max:
-            self._questions.popitem(last=False)
+            dropped, _ = self._questions.popitem(last=False)
+            self._answers.pop(dropped, None)
 
 
 class AnswerEngine:
@@ -393,7 +402,9 @@ class AnswerEngine:
     async def _plan(self, message: UserMessage) -> Plan:
         plan = await self._decide(message)
         if plan.query:  # not a greeting
-            self._recent.add(message.session_id, plan.query)
+            # A generated answer's text is not known yet; an LLM answer is no store fact.
+            said = plan.text if plan.kind in ("canned", "quote", "unknown") else ""
+            self._recent.add(message.session_id, plan.query, said)
         return plan
 
     async def _decide(self, message: UserMessage) -> Plan:
@@ -404,11 +415,16 @@ class AnswerEngine:
             return self._canned(greeting, "")
         context: Context | None = None
         previous = self._known_questions(message)
+        remembered = previous is None
         if previous is None:
             # Only memory knows the conversation: look the message up to learn it.
             context = await self._lookup(message, text)
             previous = self._remembered_questions(message, context)
         query = with_previous(text, previous)
+        said: Said | None = None
+        if query != text:
+            answer = self._previous_answer(message, context if remembered else None)
+            said = followup_said(answer, text, previous[-1] if previous else "")
         if query != text or (previous is not None and context is None):
             context = await self._lookup(message, query) or context
         vector = context.query_vector if context is not None else None
@@ -416,7 +432,7 @@ class AnswerEngine:
         if choice is not None:
             return self._canned(choice, query)
         chunks = context.knowledge if context is not None else []
-        found = assess(query, chunks, self.config.evidence)
+        found = assess(query, chunks, self.config.evidence, said=said)
         if found is not None:
             return self._grounded(message, query, found, chunks, context)
         focus = question_focus(text)
@@ -554,6 +570,17 @@ class AnswerEngine:
         if message.history is not None:
             return [t.text for t in message.history if t.role == "user"]
         return self._recent.get(message.session_id) or None
+
+    def _previous_answer(self, message: UserMessage, context: Context | None) -> str:
+        """The bot's last answer in the session: from the message's history, this replica's
+        record, or (`context`) the memory service's recent turns."""
+        if message.history is not None:
+            answers = [t.text for t in message.history if t.role == "assistant"]
+            return answers[-1] if answers else ""
+        if context is not None:
+            answers = [t.text for t in context.recent if t.role == "assistant"]
+            return answers[-1] if answers else ""
+        return self._recent.answer(message.session_id)
 
     @staticmethod
     def _remembered_questions(message: UserMessage, context: Context | None) -> list[str]:

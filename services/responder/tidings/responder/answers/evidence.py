@@ -22,6 +22,7 @@ from functools import lru_cache
 from tidings.common.memory_api import KnowledgeChunk
 from tidings.common.words import content_stems
 from tidings.responder.answers.expected import asked_kinds, gives
+from tidings.responder.answers.facts import facts
 
 # A sentence that addresses the assistant is an instruction, not evidence about the store
 # (prompt injection in a knowledge page): never quoted, never given to the model.
@@ -109,6 +110,8 @@ class EvidenceLimits:
     # ask a person (the FAQ fallback's contact); docs/responder.md says how often the right
     # and the wrong answers fall below it.
     sure_margin: float = 0.2
+    # In a follow-up, the share of its own new words that a sentence uses adds this much.
+    followup_words: float = 0.3
     weights: Weights = field(default_factory=Weights)
 
 
@@ -213,13 +216,75 @@ class Assessment:
         return self.margin >= limits.sure_margin
 
 
+@dataclass(frozen=True, slots=True)
+class Said:
+    """A follow-up's conversation: what the previous answer said, and the words the
+    follow-up itself adds ("and if I send it to the UK instead?": "send", "uk")."""
+
+    answer: str
+    new_words: frozenset[str]
+
+    def repeats(self, finding: Finding) -> bool:
+        """True when the sentence was said already and names none of the new words: it
+        does not answer what the follow-up asks ("what about Germany?" after the US
+        delivery times is not answered by the US delivery times again).
+
+        Said already: its facts (amounts, numbers, ...) were all stated, in a sentence
+        about the same things; or, without facts, nearly all its words were."""
+        words = content_stems(finding.text)
+        if not words or words & self.new_words:
+            return False
+        share = len(words & content_stems(self.answer)) / len(words)
+        stated = {fact.key for fact in facts(finding.text)}
+        if stated:
+            return stated <= {fact.key for fact in facts(self.answer)} and share >= SAME_TOPIC
+        return share >= REPEAT_SHARE
+
+    def rerank(self, ranked: list[Finding], weight: float) -> list[Finding]:
+        """The follow-up's own words weigh as much again as the whole question's: "will
+        the person who bought it find out?" after "I want to return a gift" is answered by
+        the sentence about the buyer, not by another about returns."""
+        if not self.new_words or weight <= 0:
+            return ranked
+        scored = [replace(f, score=f.score + weight * self.uses_new(f)) for f in ranked]
+        return sorted(scored, key=lambda f: f.score, reverse=True)
+
+    def uses_new(self, finding: Finding) -> float:
+        """The share of the follow-up's new words that the sentence or its headings use."""
+        words = content_stems(finding.text) | content_stems(finding.chunk.title)
+        return len(words & self.new_words) / len(self.new_words)
+
+
+# Without facts, a sentence whose content words were this share of the previous answer's
+# was said already; with facts, all of them stated and this share of its words
+# ("Standard shipping takes 5-7 business days within the United States." after "Standard
+# shipping takes 5-7 business days.").
+REPEAT_SHARE = 0.8
+SAME_TOPIC = 0.5
+
+
+def followup_said(previous_answer: str, followup: str, previous_question: str) -> Said | None:
+    """What a follow-up must not simply be answered with again, or None (no answer known)."""
+    if not previous_answer.strip():
+        return None
+    new = content_stems(followup) - content_stems(previous_question)
+    return Said(previous_answer, frozenset(new))
+
+
 def assess(
-    question: str, chunks: Sequence[KnowledgeChunk], limits: EvidenceLimits
+    question: str,
+    chunks: Sequence[KnowledgeChunk],
+    limits: EvidenceLimits,
+    *,
+    said: Said | None = None,
 ) -> Assessment | None:
     """The sentences that answer `question` (in reading order) and the margin by which the
     best one cleared `min_similarity` (with its word bonus and foreign-word penalty), or
-    None when the knowledge base does not answer it."""
+    None when the knowledge base does not answer it. For a follow-up, `said`: the previous
+    answer's sentences are not its answer again unless they name what the follow-up adds."""
     ranked = findings(question, chunks, limits.weights)
+    if said is not None:
+        ranked = said.rerank([f for f in ranked if not said.repeats(f)], limits.followup_words)
     if not ranked:
         return None
     best = ranked[0]
