@@ -218,11 +218,13 @@ class Assessment:
 
 @dataclass(frozen=True, slots=True)
 class Said:
-    """A follow-up's conversation: what the previous answer said, and the words the
-    follow-up itself adds ("and if I send it to the UK instead?": "send", "uk")."""
+    """A follow-up's conversation: the words the follow-up itself adds ("and if I send it
+    to the UK instead?": "send", "united", "kingdom"), and what the previous answer said."""
 
-    answer: str
     new_words: frozenset[str]
+    # The last answer's content stems and the keys of the facts it stated.
+    words: frozenset[str]
+    stated: frozenset[str]
 
     def repeats(self, finding: Finding) -> bool:
         """True when the sentence was said already and names none of the new words: it
@@ -231,13 +233,13 @@ class Said:
 
         Said already: its facts (amounts, numbers, ...) were all stated, in a sentence
         about the same things; or, without facts, nearly all its words were."""
-        words = content_stems(finding.text)
+        words = _knowledge_words(finding.text)
         if not words or words & self.new_words:
             return False
-        share = len(words & content_stems(self.answer)) / len(words)
+        share = len(words & self.words) / len(words)
         stated = {fact.key for fact in facts(finding.text)}
         if stated:
-            return stated <= {fact.key for fact in facts(self.answer)} and share >= SAME_TOPIC
+            return stated <= self.stated and share >= SAME_TOPIC
         return share >= REPEAT_SHARE
 
     def rerank(self, ranked: list[Finding], weight: float) -> list[Finding]:
@@ -251,7 +253,7 @@ class Said:
 
     def uses_new(self, finding: Finding) -> float:
         """The share of the follow-up's new words that the sentence or its headings use."""
-        words = content_stems(finding.text) | content_stems(finding.chunk.title)
+        words = _knowledge_words(finding.text) | _knowledge_words(finding.chunk.title)
         return len(words & self.new_words) / len(self.new_words)
 
 
@@ -268,7 +270,11 @@ def followup_said(previous_answer: str, followup: str, previous_question: str) -
     if not previous_answer.strip():
         return None
     new = content_stems(followup) - content_stems(previous_question)
-    return Said(previous_answer, frozenset(new))
+    return Said(
+        frozenset(new),
+        frozenset(content_stems(previous_answer)),
+        frozenset(fact.key for fact in facts(previous_answer)),
+    )
 
 
 def assess(
