@@ -325,8 +325,13 @@ def about_store(question: str) -> bool:
     return bool(_TO_THE_STORE.search(question)) or bool(content_stems(question) & _STORE_STEMS)
 
 
+def _last(texts: list[str]) -> str:
+    return texts[-1] if texts else ""
+
+
 class RecentQuestions:
-    """The last questions of recent sessions, as this replica looked them up.
+    """The last questions of recent sessions, as this replica looked them up, and the last
+    answer planned for each.
 
     A session's messages all reach the replica that owns its partition, so the question
     before a follow-up is usually known here at once, before the memory worker has stored
@@ -339,24 +344,23 @@ class RecentQuestions:
     def __init__(self, max_sessions: int = 10_000, per_session: int = 2) -> None:
         self._max = max_sessions
         self._per_session = per_session
-        self._questions: OrderedDict[str, list[str]] = OrderedDict()
-        self._answers: dict[str, str] = {}
+        # Per session: its last questions, and the last answer (see `answer`).
+        self._sessions: OrderedDict[str, tuple[list[str], str]] = OrderedDict()
 
     def get(self, session_id: str) -> list[str]:
-        return list(self._questions.get(session_id, ()))
+        return list(self._sessions.get(session_id, ((), ""))[0])
 
     def answer(self, session_id: str) -> str:
         """The last answer planned here with its text known (FAQ, quote, unknown), or ""."""
-        return self._answers.get(session_id, "")
+        return self._sessions.get(session_id, ((), ""))[1]
 
     def add(self, session_id: str, question: str, answer: str = "") -> None:
-        kept = self._questions.pop(session_id, [])
+        kept, _ = self._sessions.pop(session_id, ([], ""))
         question = question[-self.MAX_CHARS :]  # the end: a follow-up chain ends with it
-        self._questions[session_id] = [*kept, question][-self._per_session :]
-        self._answers[session_id] = answer[: self.MAX_CHARS]
-        while len(self._questions) > self._max:
-            dropped, _ = self._questions.popitem(last=False)
-            self._answers.pop(dropped, None)
+        questions = [*kept, question][-self._per_session :]
+        self._sessions[session_id] = (questions, answer[: self.MAX_CHARS])
+        while len(self._sessions) > self._max:
+            self._sessions.popitem(last=False)
 
 
 class AnswerEngine:
@@ -414,17 +418,16 @@ class AnswerEngine:
         if greeting is not None:
             return self._canned(greeting, "")
         context: Context | None = None
-        previous = self._known_questions(message)
-        remembered = previous is None
-        if previous is None:
+        known = self._known_conversation(message)
+        if known is None:
             # Only memory knows the conversation: look the message up to learn it.
             context = await self._lookup(message, text)
-            previous = self._remembered_questions(message, context)
+            known = self._remembered_conversation(message, context)
+        previous, last_answer = known
         query = with_previous(text, previous)
         said: Said | None = None
-        if query != text:
-            answer = self._previous_answer(message, context if remembered else None)
-            said = followup_said(answer, text, previous[-1] if previous else "")
+        if query != text:  # a follow-up: `previous` has its question
+            said = followup_said(last_answer, text, previous[-1])
         if query != text or (previous is not None and context is None):
             context = await self._lookup(message, query) or context
         vector = context.query_vector if context is not None else None
@@ -565,32 +568,32 @@ class AnswerEngine:
             chunks=self.config.evidence.chunks,
         )
 
-    def _known_questions(self, message: UserMessage) -> list[str] | None:
-        """The session's earlier questions from the message or this replica; None: ask memory."""
+    def _known_conversation(self, message: UserMessage) -> tuple[list[str], str] | None:
+        """The session's earlier questions and the bot's last answer ("" when unknown), from
+        the message's history or this replica's record; None: ask memory."""
         if message.history is not None:
-            return [t.text for t in message.history if t.role == "user"]
-        return self._recent.get(message.session_id) or None
-
-    def _previous_answer(self, message: UserMessage, context: Context | None) -> str:
-        """The bot's last answer in the session: from the message's history, this replica's
-        record, or (`context`) the memory service's recent turns."""
-        if message.history is not None:
-            answers = [t.text for t in message.history if t.role == "assistant"]
-            return answers[-1] if answers else ""
-        if context is not None:
-            answers = [t.text for t in context.recent if t.role == "assistant"]
-            return answers[-1] if answers else ""
-        return self._recent.answer(message.session_id)
+            return (
+                [t.text for t in message.history if t.role == "user"],
+                _last([t.text for t in message.history if t.role == "assistant"]),
+            )
+        questions = self._recent.get(message.session_id)
+        if not questions:
+            return None
+        return questions, self._recent.answer(message.session_id)
 
     @staticmethod
-    def _remembered_questions(message: UserMessage, context: Context | None) -> list[str]:
+    def _remembered_conversation(
+        message: UserMessage, context: Context | None
+    ) -> tuple[list[str], str]:
+        """The same, from the memory service's recent turns."""
         if context is None:
-            return []
-        return [
+            return [], ""
+        questions = [
             t.text
             for t in context.recent
             if t.role == "user" and t.message_id != message.message_id
         ]
+        return questions, _last([t.text for t in context.recent if t.role == "assistant"])
 
     async def _faq_router(self) -> FaqRouter:
         """The router of the FAQ in use, with its questions embedded when memory can."""

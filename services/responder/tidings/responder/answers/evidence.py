@@ -216,6 +216,14 @@ class Assessment:
         return self.margin >= limits.sure_margin
 
 
+# Without facts, a sentence whose content words were this share of the previous answer's
+# was said already; with facts, all of them stated and this share of its words
+# ("Standard shipping takes 5-7 business days within the United States." after "Standard
+# shipping takes 5-7 business days.").
+REPEAT_SHARE = 0.8
+SAME_TOPIC = 0.5
+
+
 @dataclass(frozen=True, slots=True)
 class Said:
     """A follow-up's conversation: the words the follow-up itself adds ("and if I send it
@@ -255,14 +263,6 @@ class Said:
         """The share of the follow-up's new words that the sentence or its headings use."""
         words = _knowledge_words(finding.text) | _knowledge_words(finding.chunk.title)
         return len(words & self.new_words) / len(self.new_words)
-
-
-# Without facts, a sentence whose content words were this share of the previous answer's
-# was said already; with facts, all of them stated and this share of its words
-# ("Standard shipping takes 5-7 business days within the United States." after "Standard
-# shipping takes 5-7 business days.").
-REPEAT_SHARE = 0.8
-SAME_TOPIC = 0.5
 
 
 def followup_said(previous_answer: str, followup: str, previous_question: str) -> Said | None:
