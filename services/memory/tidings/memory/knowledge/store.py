@@ -79,9 +79,9 @@ class KnowledgeStore:
         answer is then not kept, so the first search still warns)."""
         if self._lexical is None:
             found = LEXICAL_VECTOR in await self._run(sparse_vectors, self._client, self.collection)
-            if not warn and not found:
-                return False
             if not found:
+                if not warn:
+                    return False  # not kept: the first search still warns
                 log.warning(
                     "the knowledge collection has no lexical index (it predates it): searching "
                     "by meaning only; run `tidings ingest --recreate` to add it",
