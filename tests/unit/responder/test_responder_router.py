@@ -105,6 +105,7 @@ def router(
     flush_ms: float = 5,
     timeout_s: float = 5,
     flush_first: bool = True,
+    start_grace_ms: float = 250,
 ) -> Router:
     return Router(
         load_faq(),
@@ -114,6 +115,7 @@ def router(
             flush_ms=flush_ms,
             flush_chars=flush_chars,
             flush_first=flush_first,
+            start_grace_ms=start_grace_ms,
             llm_timeout_s=timeout_s,
         ),
     )
@@ -281,6 +283,94 @@ async def test_each_processing_is_a_new_attempt() -> None:
     await r.answer(message("hello"), first)
     await r.answer(message("hello"), second)
     assert first.events[0].attempt != second.events[0].attempt
+
+
+class TimedSink(Sink):
+    """A Sink that also notes when each event was published, and how many model requests
+    had been made by then."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        super().__init__()
+        self.backend = backend
+        self.at: list[tuple[float, int]] = []
+
+    async def __call__(self, event: ResponseEvent) -> None:
+        await super().__call__(event)
+        self.at.append((asyncio.get_running_loop().time(), len(self.backend.requests)))
+
+
+async def test_a_model_answers_start_goes_out_with_its_first_text() -> None:
+    backend = FakeBackend(["Once ", "upon a time."], pause_s=0.15)
+    sink = TimedSink(backend)
+    began = asyncio.get_running_loop().time()
+    done = await router(backend, start_grace_ms=1000).answer(message("Tell me a story"), sink)
+    assert_well_formed(sink.events)
+    assert isinstance(done, ResponseDone) and done.source == "llm"
+    start = sink.events[0]
+    assert isinstance(start, ResponseStart) and start.model == "fake-model"
+    # Not published while the model was working on its first text, but with it.
+    assert sink.at[0][0] - began >= 0.14
+    assert isinstance(sink.events[1], ResponseDelta) and sink.at[1][0] - sink.at[0][0] < 0.05
+
+
+async def test_a_slow_models_start_goes_out_after_the_grace() -> None:
+    backend = FakeBackend(["Once ", "upon a time."], pause_s=0.5)
+    sink = TimedSink(backend)
+    began = asyncio.get_running_loop().time()
+    await router(backend, start_grace_ms=50).answer(message("Tell me a story"), sink)
+    assert_well_formed(sink.events)
+    assert sum(isinstance(e, ResponseStart) for e in sink.events) == 1
+    assert 0.04 <= sink.at[0][0] - began < 0.4  # long before the first text
+    assert sink.at[0][1] == 1  # the model had been asked already
+
+
+async def test_with_no_grace_start_goes_out_before_the_model_is_asked() -> None:
+    backend = FakeBackend(["Once ", "upon a time."])
+    sink = TimedSink(backend)
+    await router(backend, start_grace_ms=0).answer(message("Tell me a story"), sink)
+    assert_well_formed(sink.events)
+    assert sink.at[0][1] == 0
+
+
+async def test_a_cancel_while_start_waits_ends_the_answer_with_one_start() -> None:
+    backend = FakeBackend(["Once ", "upon a time."], pause_s=5)
+    sink = Sink()
+    cancel = asyncio.Event()
+    answer = asyncio.create_task(
+        router(backend, start_grace_ms=1000).answer(message("Tell me a story"), sink, cancel=cancel)
+    )
+    await asyncio.sleep(0.05)
+    assert sink.events == []  # start is waiting for the first text
+    cancel.set()
+    terminal = await asyncio.wait_for(answer, 2)
+    assert isinstance(terminal, ResponseError) and terminal.reason == "cancelled"
+    assert_well_formed(sink.events)
+    assert len(sink.events) == 2
+    await asyncio.sleep(1.1)  # past the grace: the dropped start stays dropped
+    assert len(sink.events) == 2
+
+
+async def test_an_abandoned_answer_publishes_no_start_later() -> None:
+    backend = FakeBackend(["Once ", "upon a time."], pause_s=5)
+    sink = Sink()
+    answer = asyncio.create_task(
+        router(backend, start_grace_ms=100).answer(message("Tell me a story"), sink)
+    )
+    await asyncio.sleep(0.05)
+    answer.cancel()  # shutdown or a rebalance: another replica answers it
+    with pytest.raises(asyncio.CancelledError):
+        await answer
+    await asyncio.sleep(0.2)
+    assert sink.events == []
+
+
+async def test_a_start_that_fails_to_publish_fails_the_answer() -> None:
+    sink = Sink(fail_at=0)
+    with pytest.raises(EmitError):
+        await router(FakeBackend(["x"], pause_s=0.2), start_grace_ms=20).answer(
+            message("Tell me a story"), sink
+        )
+    assert sink.events == []
 
 
 def test_split_text_cuts_between_words_and_loses_nothing() -> None:

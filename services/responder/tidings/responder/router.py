@@ -87,6 +87,9 @@ class RouterConfig:
     flush_ms: float = 40.0
     flush_chars: int = 48
     flush_first: bool = True
+    # A model answer's `response.start` waits for its first text this long at most (0: it
+    # goes out before the model is asked). See `_Answer.start_soon`.
+    start_grace_ms: float = 250.0
     llm_timeout_s: float = 60.0
     engine: EngineConfig = field(default_factory=EngineConfig)
 
@@ -108,6 +111,9 @@ class _Answer:
     # Set just before the terminal event is published: a cancel arriving now is too late.
     finishing: bool = False
     started_sent: bool = False
+    # A `start` that waits for the answer's first text (start_soon), and what it will say.
+    pending_start: asyncio.Task[None] | None = None
+    pending_model: str | None = None
 
     async def start(
         self,
@@ -128,8 +134,52 @@ class _Answer:
             )
         )
 
+    def start_soon(self, grace_s: float, *, model: str | None) -> None:
+        """`start` goes out with the first event that follows it, or after `grace_s` if
+        none comes by then (a slow model: the gateway still learns at once that the message
+        was taken, well within GATEWAY_ANSWER_START_TIMEOUT_S).
+
+        A model answer's first text usually comes sooner: `start` and that text then cross
+        the broker, the gateway and the client together, instead of `start` crossing them
+        alone while the model evaluates its prompt on the same machine. Every other event of
+        the attempt goes through `send`, which publishes a waiting `start` before it."""
+        self.pending_model = model
+        self.pending_start = asyncio.create_task(
+            self._start_after(grace_s), name=f"start-{self.message.message_id}"
+        )
+
+    async def _start_after(self, grace_s: float) -> None:
+        await asyncio.sleep(grace_s)
+        await self.start(model=self.pending_model)
+
+    async def ensure_started(self) -> None:
+        """The waiting `start`, if any, is published now (or has been): nothing of the
+        attempt may reach the broker before it."""
+        pending, self.pending_start = self.pending_start, None
+        if pending is None:
+            return
+        if self.started_sent:
+            await pending  # on its way: wait for it (and raise its EmitError)
+            return
+        pending.cancel()
+        await self.start(model=self.pending_model)
+
+    def drop_start(self) -> None:
+        """An attempt abandoned before its first event publishes no `start` later."""
+        pending, self.pending_start = self.pending_start, None
+        if pending is None:
+            return
+        if not self.started_sent:
+            pending.cancel()
+        else:  # on its way; a failure to publish it is the attempt's, reported there
+            pending.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def send(self, event: ResponseEvent) -> None:
+        await self.ensure_started()
+        await self.emit(event)
+
     async def delta(self, text: str) -> None:
-        await self.emit(
+        await self.send(
             ResponseDelta(
                 message_id=self.message.message_id,
                 session_id=self.message.session_id,
@@ -225,6 +275,8 @@ class Router:
                 with contextlib.suppress(EmitError):
                     await self._finish_error(run, INTERNAL_ERROR, _INTERNAL)
             raise
+        finally:
+            run.drop_start()  # abandoned (cancelled, failed to publish): no `start` after it
 
     async def _route(self, run: _Answer) -> Terminal:
         for tool in self._tools:
@@ -256,7 +308,11 @@ class Router:
             plan.check, hold_all=grounded, store_words=STORE_WORDS, question=run.message.text
         )
         # The source is not known yet: a failed check or a failing LLM changes it.
-        await run.start(model=self._backend.model)
+        grace_s = self._config.start_grace_ms / 1000
+        if grace_s > 0:
+            run.start_soon(grace_s, model=self._backend.model)
+        else:
+            await run.start(model=self._backend.model)
         try:
             finished, blocked = await self._stream_llm(run, plan.prompt, guard)
         except (LLMError, TimeoutError) as exc:
@@ -426,7 +482,7 @@ class Router:
             tool=tool,
         )
         run.finishing = True
-        await run.emit(done)
+        await run.send(done)
         run.terminal_sent = True
         metrics.ANSWERS.labels(source=source, backend=backend).inc()
         if timings.first_token_ms is not None:
@@ -449,6 +505,7 @@ class Router:
     async def _finish_cancelled(self, run: _Answer) -> ResponseError:
         metrics.CANCELLED.inc()
         log.info("answer cancelled", deltas=run.seq)
+        run.drop_start()
         if not run.started_sent:
             # Clients follow the latest attempt that started; an attempt that never started
             # could not replace a half-streamed earlier one (after a redelivery).
@@ -467,7 +524,7 @@ class Router:
             reason=reason,
         )
         run.finishing = True
-        await run.emit(error)
+        await run.send(error)
         run.terminal_sent = True
         metrics.ERRORS.labels(code=code).inc()
         return error

@@ -150,6 +150,7 @@ class ResponderService:
             flush_ms=settings.flush_ms,
             flush_chars=settings.flush_chars,
             flush_first=settings.flush_first,
+            start_grace_ms=settings.start_grace_ms,
             # Each backend has LLM_TIMEOUT; this only backstops the whole chain.
             llm_timeout_s=llm.llm_timeout * backends + 5,
             engine=EngineConfig(

@@ -61,6 +61,16 @@ class ResponderSettings(BaseSettings):
         title="Send the first text at once",
         description="The first delta of an answer is not held back for coalescing (TTFT).",
     )
+    start_grace_ms: float = Field(
+        default=250.0,
+        ge=0,
+        title="Wait of a model answer's start for its first text (ms)",
+        description=(
+            "`response.start` of an LLM answer is published with its first text, or after "
+            "this long if the model has not produced any by then; 0 publishes it before the "
+            "model is asked. Keep it far below GATEWAY_ANSWER_START_TIMEOUT_S."
+        ),
+    )
     max_concurrency: int = Field(
         default=8,
         ge=1,
