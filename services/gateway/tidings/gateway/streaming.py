@@ -98,14 +98,18 @@ async def stream_events(
     *,
     message_id: str | None,
     last_event_id: str | None = None,
-) -> AsyncIterator[ServerSentEvent]:
-    """Everything one SSE client receives, from the opening comment to the terminal event."""
+) -> AsyncIterator[ServerSentEvent | bytes]:
+    """Everything one SSE client receives, from the opening comment to the terminal event.
+
+    The messages of one batch go out in one write: what one fetch brought together (an
+    answer's `start` and first text, its last text and its end) reaches the client together,
+    for one send instead of one per event."""
     try:
         yield opening(policy.retry_ms)
-        async for message in answer_messages(
+        async for batch in answer_batches(
             stream.subscription, policy, message_id=message_id, last_event_id=last_event_id
         ):
-            yield to_sse(message)
+            yield b"".join(to_sse(message).encode() for message in batch)
     finally:
         stream.release()
 
@@ -118,22 +122,41 @@ async def answer_messages(
     last_event_id: str | None = None,
 ) -> AsyncIterator[SseMessage]:
     """The stream's messages: resumed or replayed, then live, until the terminal one."""
+    async for batch in answer_batches(
+        subscription, policy, message_id=message_id, last_event_id=last_event_id
+    ):
+        for message in batch:
+            yield message
+
+
+async def answer_batches(
+    subscription: Subscription,
+    policy: StreamPolicy,
+    *,
+    message_id: str | None,
+    last_event_id: str | None = None,
+) -> AsyncIterator[list[SseMessage]]:
+    """`answer_messages`, as the batches they become ready in (never empty)."""
     answers = AnswerStream(message_id)
     plan = plan_resume(subscription.snapshot, last_event_id, subscription.mark)
     for item in plan.prime:
         answers.feed(item, seen=True)
     if plan.stale:
         async for message in _start_over(subscription, policy, message_id, plan.replay):
-            yield message
+            yield [message]
             if message.event == DONE:
                 return
+    replayed: list[SseMessage] = []
     for item in plan.replay:
-        for message in answers.feed(item):
-            yield message
+        replayed.extend(answers.feed(item))
         if answers.finished:
-            return
-    async for message in _live(subscription, answers, plan, policy, message_id):
-        yield message
+            break
+    if replayed:
+        yield replayed
+    if answers.finished:
+        return
+    async for batch in _live(subscription, answers, plan, policy, message_id):
+        yield batch
 
 
 async def _start_over(
@@ -160,15 +183,17 @@ async def _live(
     plan: ResumePlan,
     policy: StreamPolicy,
     message_id: str | None,
-) -> AsyncIterator[SseMessage]:
+) -> AsyncIterator[list[SseMessage]]:
     deadline = time.monotonic() + policy.start_timeout_s
     hold_until = time.monotonic() + AHEAD_WAIT_S
     heard_at = time.monotonic()  # the last event of the awaited message (or the opening)
     while True:
         if _stalled(answers, plan, policy, heard_at):
-            yield gateway_error(
-                message_id, "timeout", "answer_stalled", "The answer stopped arriving."
-            )
+            yield [
+                gateway_error(
+                    message_id, "timeout", "answer_stalled", "The answer stopped arriving."
+                )
+            ]
             return
         wait_s = _CHECK_S
         if message_id is not None and not answers.has_begun(message_id):
@@ -184,27 +209,32 @@ async def _live(
             if plan.awaiting is not None and time.monotonic() >= hold_until:
                 # The event the id names did not come: this replica cannot place the client.
                 async for message in _give_up_waiting(subscription, answers, plan, policy):
-                    yield message
+                    yield [message]
                 if answers.finished:
                     return
                 continue
             if policy.broker_down_for() >= policy.unavailable_after_s:
-                yield gateway_error(
-                    message_id,
-                    "unavailable",
-                    "broker_unavailable",
-                    "The service is temporarily unavailable; try again shortly.",
-                )
+                yield [
+                    gateway_error(
+                        message_id,
+                        "unavailable",
+                        "broker_unavailable",
+                        "The service is temporarily unavailable; try again shortly.",
+                    )
+                ]
                 return
             waiting = message_id is not None and not answers.has_begun(message_id)
             if waiting and plan.awaiting is None and time.monotonic() >= deadline:
-                yield gateway_error(
-                    message_id, "timeout", "answer_timeout", "No answer started in time."
-                )
+                yield [
+                    gateway_error(
+                        message_id, "timeout", "answer_timeout", "No answer started in time."
+                    )
+                ]
                 return
             continue
         if not batch:
             return  # closed: shutdown, or the client fell too far behind (it reconnects)
+        out: list[SseMessage] = []
         for item in batch:
             if item.event.message_id == message_id:
                 heard_at = time.monotonic()
@@ -218,15 +248,21 @@ async def _live(
                     for seen in plan.settle():
                         answers.feed(seen, seen=True)
                     continue
+                if out:
+                    yield out
+                    out = []
                 async for message in _give_up_waiting(subscription, answers, plan, policy):
-                    yield message
+                    yield [message]
                 if answers.finished:
                     return
                 continue
-            for message in answers.feed(item):
-                yield message
+            out.extend(answers.feed(item))
             if answers.finished:
-                return
+                break
+        if out:
+            yield out
+        if answers.finished:
+            return
 
 
 def _stalled(
