@@ -63,10 +63,13 @@ def test_status_questions(text: str, asks: bool) -> None:
         ),
         ("something like Dune", BookRequest(like="Dune")),
         ("I loved “The Hobbit”, what should I read next?", BookRequest(like="The Hobbit")),
+        ("we really enjoyed Dune, anything similar?", BookRequest(like="Dune")),
         ("a cookbook for beginners", BookRequest(category="Cooking")),
         ("what are your bestsellers?", BookRequest(bestsellers=True)),
         ("what are your top sellers?", BookRequest(bestsellers=True)),
         ("Do you have books by Agatha Christie?", BookRequest(author="Agatha Christie")),
+        ("any books by May Sarton?", BookRequest(author="May Sarton")),
+        ("recommend a thriller I can get by Friday", BookRequest(category="Mystery & Thriller")),
         (
             "suggest a romance between $10 and 20 dollars as an e-book",
             BookRequest(category="Romance", min_price=10.0, max_price=20.0, format="ebook"),
@@ -99,6 +102,14 @@ def test_book_requests(text: str, wanted: BookRequest) -> None:
         "How often is the top sellers list updated?",
         # "by mistake" names no author.
         "I bought the wrong book by mistake, can I cancel the order?",
+        # Nor does a deadline.
+        "Can I get next day delivery to Honolulu? I need the book by Friday",
+        "will the books by tomorrow be possible if I order express?",
+        "I need the book by the 12th, which shipping should I pick?",
+        # A taste, said about an order, asks for no book.
+        "I loved the book but it arrived damaged, can I get a replacement?",
+        "I really enjoyed the book, how do I leave a review?",
+        "something like this but delivered faster?",
     ],
 )
 def test_messages_that_ask_for_no_book(text: str) -> None:

@@ -9,17 +9,36 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# "By" a time is a deadline, not an author: "I need the book by Friday", "by the 12th". Only
+# words no author is called by (not "May", "June", "April", "Jan"; no short weekday names).
+_WHEN = (
+    r"(?:(?:accident|mistake|error|today|tonight|tomorrow|then|now|next|this|the end|end of|"
+    r"noon|midnight|christmas|easter|thanksgiving|monday|tuesday|wednesday|thursday|friday|"
+    r"saturday|sunday|the weekend|feb(?:ruary)?|march|july|sept?(?:ember)?|oct(?:ober)?|"
+    r"nov(?:ember)?|dec(?:ember)?)\b|(?:the )?\d)"
+)
 # Phrases that ask for a suggestion. "Do you have books by X?" is one too: the knowledge
 # base cannot answer it, the catalogue can.
 _ASKS = re.compile(
     r"\b(?:recommend\w*|suggest\w*|what (?:should|could|can) i read|what to read|"
-    r"(?:something|anything|books?|novels?|one|stuff|more)\s+(?:like|similar to)|similar to|"
-    r"(?:i|we) (?:really )?(?:liked|loved|enjoyed)|(?:best|top)[\s-]?sell(?:ers?|ing)?\b"
+    r"(?:best|top)[\s-]?sell(?:ers?|ing)?\b"
     r"(?!\s+list)|most popular|popular (?:books?|titles?|right now|this week)|trending|"
-    r"do you have (?:any |some )?(?:good )?(?:books?|novels?|cookbooks?|titles?) "
-    r"(?:by|about|on|like|for)|books? (?:by|about) (?!(?:accident|mistake|error)\b))",
+    rf"do you have (?:any |some )?(?:good )?(?:books?|novels?|cookbooks?|titles?) "
+    rf"(?:by (?!{_WHEN})|about|on|like|for)|books? by (?!{_WHEN})|books? about "
+    r"(?!(?:accident|mistake|error)\b))",
     re.IGNORECASE,
 )
+# "Something like Dune" asks for books, unless the message is about store business
+# ("something like this but delivered faster?").
+_LIKE_ASKS = re.compile(
+    r"\b(?:(?:something|anything|books?|novels?|one|stuff|more)\s+(?:like|similar to)|"
+    r"similar to)",
+    re.IGNORECASE,
+)
+# A taste ("I loved Dune") asks for books only with a word for more of them ("what next",
+# "anything similar"): "I loved the book but it arrived damaged" asks for a replacement.
+_TASTE = re.compile(r"\b(?:i|we) (?:really )?(?:liked|loved|enjoyed)\b", re.IGNORECASE)
+_MORE = re.compile(r"\b(?:next|else|similar|more|another|other)\b", re.IGNORECASE)
 # Asking for something that needs a book word to be about books: "looking for a good
 # thriller", not "give me a $50 credit".
 _WEAK_ASKS = re.compile(
@@ -96,7 +115,8 @@ _OR_LESS = re.compile(rf"{_AMOUNT}\s+or\s+(?:less|under|below|cheaper)", re.I)
 _MIN = re.compile(rf"\b(?:over|above|more than|at least|>)\s*{_AMOUNT}", re.I)
 
 _AUTHOR = re.compile(
-    r"\b(?:by|from|author)\s+((?:[A-Z][\w.'-]*|[a-z][\w'-]+)(?:\s+(?:[A-Z][\w.'-]*|[a-z][\w'-]+)){0,3})"
+    rf"\b(?:by(?!\s+(?i:{_WHEN}))|from|author)\s+"
+    r"((?:[A-Z][\w.'-]*|[a-z][\w'-]+)(?:\s+(?:[A-Z][\w.'-]*|[a-z][\w'-]+)){0,3})"
 )
 _LIKE = re.compile(
     r"(?:(?<!would )(?<!'d )(?<!\bi )\blike(?!\s+(?:to|a|an|some|this|that)\b)|\bsimilar to|"
@@ -153,10 +173,13 @@ def is_book_request(text: str) -> bool:
         return False
     if _ASKS.search(text):
         return True
+    service = bool(_SERVICE.search(text))
+    if not service and (_LIKE_ASKS.search(text) or (_TASTE.search(text) and _MORE.search(text))):
+        return True
     about_books = bool(_BOOK_WORDS.search(text)) or any(
         p.search(text) for _, p in _CATEGORY_PATTERNS
     )
-    if not about_books or _SERVICE.search(text):
+    if not about_books or service:
         return False
     return bool(_WEAK_ASKS.search(text)) or (
         bool(_BARE_REQUEST.match(text)) and len(text.split()) <= 10
