@@ -16,8 +16,21 @@ from tidings.common.events import (
 )
 from tidings.gateway.publisher import PublishError
 from tidings.gateway.replay import AnswerEvent, StreamEvent
+from tidings.gateway.streaming import StreamPolicy
 
 SESSION = "session-0001"
+
+
+def stream_policy() -> StreamPolicy:
+    """A stream's bounds for tests: no memory, the broker never down."""
+    return StreamPolicy(
+        retry_ms=1000,
+        start_timeout_s=5.0,
+        unavailable_after_s=10.0,
+        broker_down_for=lambda: 0.0,
+        memory=None,
+        user=None,
+    )
 
 
 class Positions:

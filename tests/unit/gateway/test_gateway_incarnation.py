@@ -11,7 +11,16 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndTimestamp
-from gateway_fakes import SESSION, FakePublisher, Positions, delta, done, parse_sse, start
+from gateway_fakes import (
+    SESSION,
+    FakePublisher,
+    Positions,
+    delta,
+    done,
+    parse_sse,
+    start,
+    stream_policy,
+)
 
 from tidings.common.settings import KafkaSettings
 from tidings.gateway import streaming
@@ -22,7 +31,7 @@ from tidings.gateway.hub import DUPLICATE, LOG_RESTARTED, FanoutHub, Mark
 from tidings.gateway.readiness import Readiness
 from tidings.gateway.replay import ReplayBuffer, StreamEvent
 from tidings.gateway.settings import GatewaySettings
-from tidings.gateway.streaming import StreamPolicy, answer_messages
+from tidings.gateway.streaming import answer_messages
 
 T0 = 1_700_000_000_000
 TOPIC = KafkaSettings().model_responses_topic
@@ -31,17 +40,6 @@ TOPIC = KafkaSettings().model_responses_topic
 def new_hub() -> FanoutHub:
     buffer = ReplayBuffer(max_events_per_session=1000, max_sessions=100, max_age_s=600)
     return FanoutHub(buffer, max_pending=100)
-
-
-def policy() -> StreamPolicy:
-    return StreamPolicy(
-        retry_ms=1000,
-        start_timeout_s=5.0,
-        unavailable_after_s=10.0,
-        broker_down_for=lambda: 0.0,
-        memory=None,
-        user=None,
-    )
 
 
 def record(item: StreamEvent) -> ConsumerRecord[bytes, bytes]:
@@ -74,7 +72,7 @@ class Reader:
 
     async def _read(self, subscription: Any, last_event_id: str, message_id: str | None) -> None:
         stream = answer_messages(
-            subscription, policy(), message_id=message_id, last_event_id=last_event_id
+            subscription, stream_policy(), message_id=message_id, last_event_id=last_event_id
         )
         async for message in stream:
             self.sent.append(message)

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway_fakes import SESSION, Positions, delta, done, parse_sse, start
+from gateway_fakes import SESSION, Positions, delta, done, parse_sse, start, stream_policy
 from sse_starlette import ServerSentEvent
 
 from tidings.gateway.hub import FanoutHub
 from tidings.gateway.replay import ReplayBuffer
-from tidings.gateway.streaming import OpenStream, StreamPolicy, stream_events
-
-
-def policy() -> StreamPolicy:
-    return StreamPolicy(
-        retry_ms=1000,
-        start_timeout_s=5.0,
-        unavailable_after_s=10.0,
-        broker_down_for=lambda: 0.0,
-        memory=None,
-        user=None,
-    )
+from tidings.gateway.streaming import OpenStream, stream_events
 
 
 def text(chunk: ServerSentEvent | bytes) -> str:
@@ -31,7 +20,7 @@ async def test_events_of_one_batch_go_out_in_one_write_and_in_order() -> None:
     buffer = ReplayBuffer(max_events_per_session=1000, max_sessions=100, max_age_s=600)
     hub = FanoutHub(buffer, max_pending=100)
     stream = OpenStream(hub.subscribe(SESSION), on_release=lambda: None)
-    writes = stream_events(stream, policy(), message_id="m1")
+    writes = stream_events(stream, stream_policy(), message_id="m1")
     kafka = Positions()
     assert "stream open" in text(await anext(writes))
     # start and the first text in one fetch (the responder publishes them together) ...
