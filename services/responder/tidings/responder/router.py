@@ -165,13 +165,16 @@ class _Answer:
         await self.start(model=self.pending_model)
 
     def drop_start(self) -> None:
-        """An attempt abandoned before its first event publishes no `start` later."""
-        pending, self.pending_start = self.pending_start, None
+        """An attempt abandoned before its first event publishes no `start` later. One on
+        its way stays pending, so that an event sent after all (`cancelled`) waits for it;
+        its failure to publish is the attempt's, raised there or nowhere."""
+        pending = self.pending_start
         if pending is None:
             return
         if not self.started_sent:
             pending.cancel()
-        else:  # on its way; a failure to publish it is the attempt's, reported there
+            self.pending_start = None
+        else:
             pending.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def send(self, event: ResponseEvent) -> None:
@@ -505,7 +508,6 @@ class Router:
     async def _finish_cancelled(self, run: _Answer) -> ResponseError:
         metrics.CANCELLED.inc()
         log.info("answer cancelled", deltas=run.seq)
-        run.drop_start()
         if not run.started_sent:
             # Clients follow the latest attempt that started; an attempt that never started
             # could not replace a half-streamed earlier one (after a redelivery).
