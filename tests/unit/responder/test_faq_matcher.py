@@ -17,6 +17,11 @@ SEED_ANSWERS = {
     "returns": "We accept returns within 30 days. Books must be in original condition.",
     "payment": "We accept Visa, Mastercard, American Express, and PayPal.",
     "product_questions": "Check out our Fiction category for popular titles!",
+    # Not in the seed: how a chat ends (the LLM answered these from the conversation).
+    "thanks": "You're welcome! Is there anything else I can help you with?",
+    "goodbye": (
+        "Goodbye, and thanks for stopping by! If anything else comes up, just write again."
+    ),
 }
 SEED_FALLBACK = "I'm not sure about that. Please contact support@bookstore.com for assistance."
 
@@ -67,6 +72,15 @@ PHRASINGS = [
     ("Where is my order? I paid with PayPal", "order_status"),
     ("I want to return a book I bought with PayPal", "returns"),
     ("Would you recommend express shipping?", "shipping"),
+    # how a chat ends: only when the message is nothing else
+    ("thanks!", "thanks"),
+    ("Thank you so much for your help", "thanks"),
+    ("great, thx", "thanks"),
+    ("ok bye", "goodbye"),
+    ("thanks, bye!", "goodbye"),
+    ("no thanks, that's all", "goodbye"),
+    ("thanks, but where is my order?", "order_status"),
+    ("Thanks for nothing, I want to return this book", "returns"),
     # not covered: the LLM answers these
     ("Tell me a short story about a dragon", None),
     ("What is the capital of France?", None),

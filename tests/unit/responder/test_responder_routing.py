@@ -7,6 +7,7 @@ import asyncio
 import httpx
 
 from tidings.common.events import (
+    HistoryTurn,
     ResponseDelta,
     ResponseDone,
     ResponseError,
@@ -22,7 +23,7 @@ from tidings.common.memory_api import (
 )
 from tidings.common.settings import LLMSettings
 from tidings.common.store_api import StoreClient
-from tidings.responder.answers.engine import AnswerMode, EngineConfig
+from tidings.responder.answers.engine import AnswerMode, EngineConfig, unsure_line
 from tidings.responder.faq import load_faq
 from tidings.responder.llm import BackendChain, LLMRequest
 from tidings.responder.llm.echo import EchoBackend
@@ -289,3 +290,27 @@ async def test_a_general_answer_that_speaks_for_the_store_is_withheld() -> None:
     assert (done.source, done.reason) == ("fallback", "withheld")
     streamed = "".join(e.text for e in sink.events if isinstance(e, ResponseDelta))
     assert "free" not in streamed
+
+
+async def test_earlier_answers_reach_the_model_without_their_citation_and_contact_lines() -> None:
+    # Shown its earlier quoted answers whole, the model copied their "(From our help page"
+    # line into its own ("You're welcome!\n\n(From..."), which the guard then cut off.
+    backend = Recording()
+    quoted = (
+        "We ship to Japan.\n\n(From our help page: Shipping > International.)\n\n"
+        + unsure_line(FALLBACK)
+    )
+    message = UserMessage(
+        message_id="m2",
+        session_id="s1",
+        text="Write me a poem about the sea",
+        history=[
+            HistoryTurn(role="user", text="Do you ship to Japan?"),
+            HistoryTurn(role="assistant", text=quoted),
+        ],
+    )
+    done = await make_router(backend).answer(message, Sink())
+    assert isinstance(done, ResponseDone)
+    (request,) = backend.requests
+    said = [m["content"] for m in request.chat() if m["role"] == "assistant"]
+    assert said == ["We ship to Japan."]

@@ -44,6 +44,7 @@ from tidings.responder.answers.evidence import (
     findings,
     followup_said,
     quote,
+    without_citation,
 )
 from tidings.responder.answers.facts import facts
 from tidings.responder.answers.faq_routing import FaqChoice, FaqRouter, intent_examples
@@ -550,11 +551,24 @@ class AnswerEngine:
                 ]
             elif context is not None:
                 turns = list(context.recent)
+            # The bot's earlier answers as it would say them: the model copies a citation
+            # or contact line it sees ("You're welcome!\n\n(From...", cut by the guard).
+            turns = [
+                t.model_copy(update={"text": self._spoken(t.text)}) if t.role == "assistant" else t
+                for t in turns
+            ]
         # Knowledge goes in only through the checked evidence above, never as raw chunks.
         stripped = Context(session_id=message.session_id, recent=turns)
         return build_prompt(
             system, question, stripped, self.config.limits, message_id=message.message_id
         )
+
+    def _spoken(self, answer: str) -> str:
+        """An earlier answer without its citation and closing contact lines."""
+        text = without_citation(answer)
+        if self.hedge:
+            text = text.replace(self.hedge, "")
+        return text.strip()
 
     async def _lookup(self, message: UserMessage, query: str) -> Context | None:
         if self._context is None:

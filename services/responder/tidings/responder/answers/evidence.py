@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
@@ -320,8 +321,17 @@ def answering(
     return found.chosen if found is not None else []
 
 
+CITATION_OPENING = "(From our help page: "
+_CITATION = re.compile(r"\n*^\(From our help page: [^\n]*\)[ \t]*$", re.MULTILINE)
+
+
 def quote(chosen: Sequence[Finding]) -> str:
     """The quoted answer: the sentences as the knowledge base says them, and where from."""
     text = " ".join(f.text for f in chosen)
     title = chosen[0].chunk.title
-    return f"{text}\n\n(From our help page: {title}.)"
+    return f"{text}\n\n{CITATION_OPENING}{title}.)"
+
+
+def without_citation(answer: str) -> str:
+    """A quoted answer without its "(From our help page: ...)" line."""
+    return _CITATION.sub("", answer)
