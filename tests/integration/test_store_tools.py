@@ -296,6 +296,14 @@ async def test_something_like_a_book_and_nothing_that_fits(stack: Stack) -> None
     assert len(picks) == 3 and "Dune" not in [b.title for b in picks]
     assert "Science Fiction & Fantasy" in categories(picks[0]), [b.title for b in picks]
 
+    # An author's name, not a title: books like theirs, by other authors (this was "I
+    # couldn't find that title" and three books of any kind).
+    done = await ask(stack.open, "can you recommend something like Agatha Christie?")
+    picks = recommended(done, books)
+    assert done["text"].startswith("If you like books by Agatha Christie"), done["text"]
+    assert len(picks) == 3 and all(b.author != "Agatha Christie" for b in picks)
+    assert all("Mystery & Thriller" in categories(b) for b in picks), [b.title for b in picks]
+
     done = await ask(stack.open, "recommend a mystery under $3")
     assert (done["tool"], recommended(done, books)) == ("recommendations", [])
     cheapest = min(b.price_cents for b in books.values() if "Mystery & Thriller" in categories(b))

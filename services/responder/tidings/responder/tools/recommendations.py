@@ -3,8 +3,8 @@
 The constraints (category, author, price, format; in stock unless digital) go to the
 store as filters (`GET /api/books`), so every book named is one the store returned. The
 candidates are then ranked by meaning: the request (or, for "something like X", the
-catalogue's description of X) against each book's title and description, as vectors of the
-memory service's model (`POST /embed`, the model that embeds the knowledge base). Book
+catalogue's description of X; when X is an author's name, not a title, of their books)
+against each book's title and description, as vectors of the memory service's model (`POST /embed`, the model that embeds the knowledge base). Book
 vectors are cached by book and text, so the catalogue is embedded once per responder.
 Without memory, the store's own order (last week's best sellers) ranks them.
 
@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from tidings.common.events import UserMessage
 from tidings.common.logging import get_logger
@@ -47,6 +49,26 @@ def book_text(book: Book) -> str:
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     # The memory service's vectors are unit length.
     return math.fsum(x * y for x, y in zip(a, b, strict=True))
+
+
+@dataclass(frozen=True)
+class Taste:
+    """What "something like X" names in the catalogue: a book, or an author's books."""
+
+    books: list[Book]
+    author: str | None = None  # X is an author's name, not a title
+
+    def category(self) -> str | None:
+        """The main category of the books (the commonest first category)."""
+        firsts = Counter(b.categories[0] for b in self.books if b.categories)
+        return firsts.most_common(1)[0][0] if firsts else None
+
+
+def _mean(vectors: Sequence[Sequence[float]]) -> list[float]:
+    """The unit-length mean of unit vectors."""
+    summed = [math.fsum(column) for column in zip(*vectors, strict=True)]
+    norm = math.sqrt(math.fsum(x * x for x in summed)) or 1.0
+    return [x / norm for x in summed]
 
 
 def book_line(book: Book) -> str:
@@ -169,39 +191,51 @@ class RecommendationTool:
                 filters[key] = value
         return filters
 
-    async def _liked(self, title: str) -> Book | None:
-        """The catalogue's book with this title (exact first, then the shortest containing it)."""
-        found = await self._store.find_books({"title": title, "limit": 20, "sort": "title"})
-        if not found.books:
+    async def _taste(self, like: str) -> Taste | None:
+        """The catalogue's book with this title (exact first, then the shortest containing
+        it); else, when it is an author's name ("something like Agatha Christie"), their
+        best-selling books; None when the catalogue has neither."""
+        found = await self._store.find_books({"title": like, "limit": 20, "sort": "title"})
+        if found.books:
+            exact = [b for b in found.books if b.title.lower() == like.lower()]
+            return Taste([exact[0] if exact else min(found.books, key=lambda b: len(b.title))])
+        by = await self._store.find_books({"author": like, "limit": 20, "sort": "bestselling"})
+        if not by.books:
             return None
-        exact = [b for b in found.books if b.title.lower() == title.lower()]
-        return exact[0] if exact else min(found.books, key=lambda b: len(b.title))
+        names = Counter(b.author for b in by.books).most_common()
+        return Taste(by.books, author=names[0][0] if len(names) == 1 else like)
 
     async def _recommend(self, request: BookRequest) -> ToolAnswer:
-        liked = await self._liked(request.like) if request.like else None
+        liked = await self._taste(request.like) if request.like else None
         candidates = (await self._store.find_books(self._filters(request))).books
         if liked is not None:
-            candidates = [b for b in candidates if b.book_id != liked.book_id]
+            # Something *like* X: not X again (nor, for an author, their own books).
+            known = {b.book_id for b in liked.books}
+            candidates = [b for b in candidates if b.book_id not in known]
         if not candidates:
             return await self._nothing_fits(request)
         ranked = candidates
         if liked is not None:
-            # Without the model: the liked book's category first, best sellers within it.
-            ranked = sorted(candidates, key=lambda b: b.categories[:1] != liked.categories[:1])
+            # Without the model: the liked books' category first, best sellers within it.
+            category = liked.category()
+            ranked = sorted(candidates, key=lambda b: b.categories[:1] != [category])
         if not request.bestsellers and self._cache is not None and self._embed is not None:
             ranked = await self._by_meaning(request, liked, candidates) or ranked
         books = pick(ranked)
         return ToolAnswer(TOOL, self._text(request, liked, books), "found")
 
     async def _by_meaning(
-        self, request: BookRequest, liked: Book | None, candidates: list[Book]
+        self, request: BookRequest, liked: Taste | None, candidates: list[Book]
     ) -> list[Book] | None:
         assert self._cache is not None and self._embed is not None
-        vectors = await self._cache.vectors([*candidates, liked] if liked else candidates)
+        vectors = await self._cache.vectors([*candidates, *(liked.books if liked else [])])
         if vectors is None:
             return None
+        category = None
         if liked is not None:
-            target = vectors[liked.book_id]  # the liked book's own vector, already cached
+            # The liked books' own vectors (already cached), averaged for an author.
+            target = _mean([vectors[b.book_id] for b in liked.books])
+            category = liked.category()
         else:
             queried = await self._embed([request.topic[:2000] or "a good book"])
             if not queried:
@@ -209,17 +243,18 @@ class RecommendationTool:
             target = queried[0]
 
         def score(book: Book) -> float:
-            bonus = 0.0
-            if liked is not None and book.categories[:1] == liked.categories[:1]:
-                bonus = SAME_CATEGORY_BONUS
+            bonus = SAME_CATEGORY_BONUS if category and book.categories[:1] == [category] else 0.0
             return _cosine(target, vectors[book.book_id]) + bonus
 
         return sorted(candidates, key=score, reverse=True)
 
-    def _text(self, request: BookRequest, liked: Book | None, books: list[Book]) -> str:
+    def _text(self, request: BookRequest, liked: Taste | None, books: list[Book]) -> str:
         fits = request.describe()
         if liked is not None:
-            head = f"If you liked {liked.title}, you may like"
+            if liked.author is not None:
+                head = f"If you like books by {liked.author}, you may like"
+            else:
+                head = f"If you liked {liked.books[0].title}, you may like"
             head += f" these ({fits}):" if fits else ":"
         elif request.bestsellers:
             head = "Our best sellers this week"
@@ -229,7 +264,7 @@ class RecommendationTool:
             head = f"Here {'is' if len(books) == 1 else 'are'} {count} from our catalogue"
             head += f" that fit ({fits}):" if fits else " you may like:"
         if request.like and liked is None:
-            head = "I couldn't find that title in our catalogue. " + head
+            head = "I couldn't find that title or author in our catalogue. " + head
         return head + "\n\n" + "\n".join(book_line(b) for b in books)
 
     async def _nothing_fits(self, request: BookRequest) -> ToolAnswer:
