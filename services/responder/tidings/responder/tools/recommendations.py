@@ -4,8 +4,9 @@ The constraints (category, author, price, format; in stock unless digital) go to
 store as filters (`GET /api/books`), so every book named is one the store returned. The
 candidates are then ranked by meaning: the request (or, for "something like X", the
 catalogue's description of X; when X is an author's name, not a title, of their books)
-against each book's title and description, as vectors of the memory service's model (`POST /embed`, the model that embeds the knowledge base). Book
-vectors are cached by book and text, so the catalogue is embedded once per responder.
+against each book's title and description, as vectors of the memory service's model
+(`POST /embed`, the model that embeds the knowledge base). Book vectors are cached by book
+and text, so the catalogue is embedded once per responder.
 Without memory, the store's own order (last week's best sellers) ranks them.
 
 Why the responder ranks and not the store: the store's contract stays plain filtering that
