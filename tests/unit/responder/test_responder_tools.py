@@ -96,6 +96,22 @@ async def test_a_bare_number_after_the_bot_asked_for_it_is_looked_up() -> None:
     assert found is not None and found.outcome == "found"
 
 
+async def test_a_number_that_cannot_be_an_order_number_is_said_so_then_the_right_one_found() -> (
+    None
+):
+    # It was "What is your order number?" as if the customer had given none.
+    seen: list[dict[str, object]] = []
+    orders = tool(store_api(seen))
+    asked = await orders.answer(msg("Where is my order 10042? I'm ada@example.com"))
+    assert asked is not None and asked.outcome == "asked"
+    assert asked.text.startswith(ASK_NUMBER) and "10042 isn't one of ours" in asked.text
+    assert seen == []
+    again = await orders.answer(msg("sorry, 1004200"))
+    assert again is not None and "1004200 isn't one of ours" in again.text
+    found = await orders.answer(msg("123456"))
+    assert found is not None and found.outcome == "found"
+
+
 async def test_the_conversation_sent_by_the_client_is_read_too() -> None:
     history = [
         HistoryTurn(role="user", text="where is my order? ada@example.com"),

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from tidings.responder.tools.book_request import BookRequest, parse_book_request
-from tidings.responder.tools.order_text import asks_order_status, find_email, find_order_number
+from tidings.responder.tools.order_text import (
+    asks_order_status,
+    find_email,
+    find_order_number,
+    find_wrong_order_number,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +32,29 @@ from tidings.responder.tools.order_text import asks_order_status, find_email, fi
 )
 def test_order_numbers(text: str, expected: bool, number: str | None) -> None:
     assert find_order_number(text, expected=expected) == number
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "wrong"),
+    [
+        ("Where is my order 10042?", False, "10042"),
+        ("where is order #12345", False, "12345"),
+        ("order no. 1234567 hasn't arrived", False, "1234567"),
+        ("my order number is: 99", False, None),  # too short to be given as one
+        ("10042", True, "10042"),  # the bot asked for the number
+        ("it's 1234567, ada@example.com", True, "1234567"),
+        ("Where is my order #123456?", False, None),  # a real one
+        ("Where is my order from 2025?", False, None),
+        ("I ordered 3 books, where is my order?", False, None),
+        ("my zip code is 90210, where is my order?", False, None),
+        ("I paid $10042 for order #123456", False, None),
+        ("ada12345@example.com", True, None),
+    ],
+)
+def test_numbers_given_as_an_order_number_that_cannot_be_one(
+    text: str, expected: bool, wrong: str | None
+) -> None:
+    assert find_wrong_order_number(text, expected=expected) == wrong
 
 
 def test_emails() -> None:

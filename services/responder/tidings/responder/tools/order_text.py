@@ -72,6 +72,28 @@ def find_order_number(text: str, *, expected: bool = False) -> str | None:
     return None
 
 
+# A number given as the order's that is not one ("order 10042", "#12345", "order no. 1234567").
+_GIVEN_HASHED = re.compile(r"#\s?(\d{1,12})(?!\d)")
+_GIVEN_AFTER_ORDER = re.compile(
+    r"\border\s*(?:number|no\.?|nr\.?|num)?\s*[:#]?\s*#?(\d{3,12})(?![\d-])", re.I
+)
+_GIVEN_BARE = re.compile(r"(?<![\w#.,$-])(\d{4,12})(?![\d-]|[.,]\d)")
+
+
+def find_wrong_order_number(text: str, *, expected: bool = False) -> str | None:
+    """A number the customer gives as their order's that cannot be one (ours have six
+    digits): "#12345", "order 10042", or, when the bot has just asked for the number
+    (`expected`), any bare number of 4-12 digits. None when there is no such number (or the
+    text names a real one)."""
+    if find_order_number(text, expected=expected) is not None:
+        return None
+    without_email = _EMAIL.sub(" ", text)
+    found = _GIVEN_HASHED.search(without_email) or _GIVEN_AFTER_ORDER.search(without_email)
+    if found is None and expected:
+        found = _GIVEN_BARE.search(without_email)
+    return found.group(1) if found is not None else None
+
+
 def asks_order_status(text: str) -> bool:
     """True for a question about where the customer's order is, without its number ("Where
     is my order?", "Has my package shipped yet?"); cancelling, returns, refunds and address

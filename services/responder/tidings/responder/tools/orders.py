@@ -31,7 +31,12 @@ from tidings.responder.tools.notes import (
     SessionNotes,
     notes_from_history,
 )
-from tidings.responder.tools.order_text import asks_order_status, find_email, find_order_number
+from tidings.responder.tools.order_text import (
+    asks_order_status,
+    find_email,
+    find_order_number,
+    find_wrong_order_number,
+)
 
 log = get_logger(__name__)
 
@@ -45,7 +50,10 @@ def _maybe_ours(text: str) -> bool:
     """Cheap first look: could the message be about an order at all (a number, an e-mail
     address, a status question)? Only then are the conversation's notes read."""
     return bool(
-        find_order_number(text, expected=True) or find_email(text) or asks_order_status(text)
+        find_order_number(text, expected=True)
+        or find_wrong_order_number(text, expected=True)
+        or find_email(text)
+        or asks_order_status(text)
     )
 
 
@@ -160,12 +168,20 @@ class OrderStatusTool:
         if number is None and given_email and awaiting == "email" and notes.number:
             number = notes.number
         if number is None:
-            if not asks_order_status(text):
+            wrong = find_wrong_order_number(text, expected=awaiting == "number")
+            if wrong is None and not asks_order_status(text):
                 return None
             notes.awaiting = "number"
             ask = (
                 ASK_NUMBER + " It has six digits (like #123456) and is in your confirmation e-mail."
             )
+            if wrong is not None:
+                # Not as if no number was given. (Still ASK_NUMBER first: the conversation
+                # read back after a rebalance tells what the bot asked by that prefix.)
+                ask = (
+                    f"{ASK_NUMBER} {wrong} isn't one of ours: our order numbers have six "
+                    "digits (like #123456) and are in your confirmation e-mail."
+                )
             if message.user is None and notes.email is None:
                 ask += " Please also tell me the e-mail address you used for the order."
             return ToolAnswer(TOOL, ask, "asked")
