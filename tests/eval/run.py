@@ -563,7 +563,7 @@ tool answering a question that is not its own is wrong, not inventing.
 
 
 HELD_OUT = (
-    "Three sets: `tests/eval/questions.yaml` (221 cases, written with the engine and tuned on: "
+    "Three sets: `tests/eval/questions.yaml` (222 cases, written with the engine and tuned on: "
     "docs/quality.md), `tests/eval/holdout.yaml` (84 cases written from the help pages and the "
     "FAQ only, by a colleague who had seen neither the engine nor the first set; its failures "
     "were then studied, so it has become a second development set: docs/quality-holdout.md) "

@@ -22,6 +22,10 @@ SEED_ANSWERS = {
     "goodbye": (
         "Goodbye, and thanks for stopping by! If anything else comes up, just write again."
     ),
+    "human": (
+        "I'm the bookstore's chat assistant. To reach a person on our support team, please "
+        "write to support@bookstore.com."
+    ),
 }
 SEED_FALLBACK = "I'm not sure about that. Please contact support@bookstore.com for assistance."
 
@@ -81,6 +85,10 @@ PHRASINGS = [
     ("no thanks, that's all", "goodbye"),
     ("thanks, but where is my order?", "order_status"),
     ("Thanks for nothing, I want to return this book", "returns"),
+    # asking for a person
+    ("I want to speak to a human", "human"),
+    ("can I talk to someone please", "human"),
+    ("are you a real person or a bot?", None),  # a question about the bot: chit-chat
     # not covered: the LLM answers these
     ("Tell me a short story about a dragon", None),
     ("What is the capital of France?", None),
