@@ -288,6 +288,26 @@ async def test_recommendations_meet_every_constraint_of_the_request(stack: Stack
     assert [b.book_id for b in recommended(done, books)] == [b.book_id for b in in_stock[:3]]
 
 
+async def test_a_follow_up_to_suggestions_asks_again_as_it_says(stack: Stack) -> None:
+    # "anything cheaper?" after a list went to the LLM ("as an AI, I don't have the ability
+    # to browse...").
+    books = stack.books()
+    done = await ask(stack.open, "recommend a mystery")
+    session = done["session_id"]
+    first = recommended(done, books)
+    assert len(first) == 3
+    done = await ask(stack.open, "anything cheaper?", session)
+    assert (done["source"], done["tool"]) == ("tool", "recommendations"), done
+    cheaper = recommended(done, books)
+    cheapest = min(b.price_cents for b in first)
+    assert cheaper and all(b.price_cents < cheapest for b in cheaper), done["text"]
+    assert all("Mystery & Thriller" in categories(b) for b in cheaper)
+    done = await ask(stack.open, "any others?", session)
+    others = recommended(done, books)
+    assert len(others) == 3 and not {b.book_id for b in others} & {b.book_id for b in cheaper}
+    assert all("Mystery & Thriller" in categories(b) for b in others)
+
+
 async def test_something_like_a_book_and_nothing_that_fits(stack: Stack) -> None:
     books = stack.books()
     done = await ask(stack.open, "Something like Dune, please")

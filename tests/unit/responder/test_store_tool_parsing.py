@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.responder.tools.book_request import BookRequest, parse_book_request
+from tidings.responder.tools.book_request import (
+    BookRequest,
+    parse_book_request,
+    parse_refinement,
+)
 from tidings.responder.tools.order_text import (
     asks_order_status,
     find_email,
@@ -147,3 +151,45 @@ def test_messages_that_ask_for_no_book(text: str) -> None:
 def test_the_constraints_in_words() -> None:
     request = BookRequest(category="Mystery & Thriller", max_price=15.0, format="ebook")
     assert request.describe() == "Mystery & Thriller, up to $15.00, e-book"
+
+
+MYSTERY = BookRequest(category="Mystery & Thriller", topic="recommend a mystery")
+
+
+@pytest.mark.parametrize(
+    ("text", "max_price", "book_format", "other_books"),
+    [
+        ("anything cheaper?", 15.98, None, True),  # below the cheapest shown
+        ("something cheaper please", 15.98, None, True),
+        ("any others?", None, None, True),
+        ("anything else?", None, None, True),
+        ("show me more", None, None, True),
+        ("in paperback?", None, "paperback", False),
+        ("under $10?", 10.0, None, False),
+        ("cheaper ones in hardcover?", 15.98, "hardcover", True),
+    ],
+)
+def test_follow_ups_to_suggestions(
+    text: str, max_price: float | None, book_format: str | None, other_books: bool
+) -> None:
+    found = parse_refinement(MYSTERY, text, [15.99, 16.99, 21.99])
+    assert found is not None
+    assert found.request.category == "Mystery & Thriller"
+    assert (found.request.max_price, found.request.format) == (max_price, book_format)
+    assert found.other_books == other_books
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "can I return it?",
+        "any other payment options?",
+        "do you have other stores?",
+        "what else can you do?",
+        "thanks!",
+        "is it in stock?",
+        "how long would shipping take for the cheaper one to Canada, roughly?",
+    ],
+)
+def test_messages_after_suggestions_that_ask_for_no_other_books(text: str) -> None:
+    assert parse_refinement(MYSTERY, text, [15.99, 16.99, 21.99]) is None

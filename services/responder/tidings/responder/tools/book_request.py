@@ -7,7 +7,8 @@ message that asks for no book, so the rest of the answer engine gets it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 # "By" a time is a deadline, not an author: "I need the book by Friday", "by the 12th". Only
 # words no author is called by (not "May", "June", "April", "Jan"; no short weekday names).
@@ -236,3 +237,49 @@ def parse_book_request(text: str) -> BookRequest | None:
         topic=" ".join(rest.split()),
         categories_named=tuple(named),
     )
+
+
+# A short reply to a list of suggestions that asks for other ones: "anything cheaper?",
+# "any others?", "in paperback?", "under $10?".
+_CHEAPER = re.compile(r"\b(?:cheaper|less expensive|more affordable|lower[\s-]priced?)\b", re.I)
+_OTHERS = re.compile(
+    r"\bany(?:thing|one)? else\s*[?.!]*\s*$|\bany others\b|^\s*others\s*[?.!]*\s*$|"
+    r"\b(?:other (?:ones?|options?|books?|titles?|suggestions?)|"
+    r"more (?:options?|books?|titles?|suggestions?|like (?:that|these|those|this))|"
+    r"another (?:one|book|title)|(?:show|give) me more|different ones?)\b",
+    re.I,
+)
+_REFINEMENT_WORDS = 8
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """A follow-up to suggestions already given: the new request, and whether the books
+    already shown must be left out ("anything else?")."""
+
+    request: BookRequest
+    other_books: bool
+
+
+def parse_refinement(
+    previous: BookRequest, text: str, shown_prices: Sequence[float]
+) -> Refinement | None:
+    """What a short follow-up to `previous`'s suggestions asks for, or None when it is no
+    such follow-up. "Cheaper" is below the cheapest book shown; a format or a price range
+    replaces the previous one; the rest of the request stays."""
+    if len(text.split()) > _REFINEMENT_WORDS or _SERVICE.search(text) or _NOT_OURS.search(text):
+        return None
+    cheaper = bool(_CHEAPER.search(text)) and bool(shown_prices)
+    others = bool(_OTHERS.search(text))
+    min_price, max_price = _price(text)
+    book_format = next((name for name, p in _FORMATS if p.search(text)), None)
+    if not (cheaper or others or book_format or min_price is not None or max_price is not None):
+        return None
+    request = previous
+    if cheaper:
+        request = replace(request, max_price=round(min(shown_prices) - 0.01, 2), min_price=None)
+    if min_price is not None or max_price is not None:
+        request = replace(request, min_price=min_price, max_price=max_price)
+    if book_format:
+        request = replace(request, format=book_format)
+    return Refinement(request, other_books=cheaper or others)

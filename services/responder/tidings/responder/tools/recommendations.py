@@ -15,6 +15,12 @@ the store. The candidates per request are bounded (RESPONDER_RECOMMEND_CANDIDATE
 
 Nothing fits: say so, and point to the nearest category (the one asked for, or the one of
 the closest book by meaning).
+
+A short follow-up to the books just suggested ("anything cheaper?", "any others?", "in
+paperback?") asks again with the previous request, changed as it says, leaving out the
+books shown for "cheaper" and "others". What was suggested is kept per session by this
+replica (bounded, 30 minutes); a session taken over after a rebalance has no such memory and
+the follow-up goes on to the answer engine.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +36,11 @@ from tidings.common.events import UserMessage
 from tidings.common.logging import get_logger
 from tidings.common.store_api import Book, CategoryInfo, StoreClient, StoreUnavailableError
 from tidings.responder.tools.base import CONTACT, ToolAnswer, counted
-from tidings.responder.tools.book_request import BookRequest, parse_book_request
+from tidings.responder.tools.book_request import (
+    BookRequest,
+    parse_book_request,
+    parse_refinement,
+)
 
 log = get_logger(__name__)
 
@@ -63,6 +73,36 @@ class Taste:
         """The main category of the books (the commonest first category)."""
         firsts = Counter(b.categories[0] for b in self.books if b.categories)
         return firsts.most_common(1)[0][0] if firsts else None
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The last suggestions of a session: the request and the books named."""
+
+    request: BookRequest
+    books: list[Book]
+    at: float
+
+
+class ShownBooks:
+    """`Shown` of the latest `max_sessions` sessions, forgotten after `ttl_s`."""
+
+    def __init__(self, *, max_sessions: int = 10_000, ttl_s: float = 1800.0) -> None:
+        self._shown: OrderedDict[str, Shown] = OrderedDict()
+        self._max = max_sessions
+        self._ttl = ttl_s
+
+    def get(self, session_id: str) -> Shown | None:
+        shown = self._shown.get(session_id)
+        if shown is None or time.monotonic() - shown.at > self._ttl:
+            return None
+        return shown
+
+    def put(self, session_id: str, request: BookRequest, books: list[Book]) -> None:
+        self._shown.pop(session_id, None)
+        self._shown[session_id] = Shown(request, books, time.monotonic())
+        while len(self._shown) > self._max:
+            self._shown.popitem(last=False)
 
 
 def _mean(vectors: Sequence[Sequence[float]]) -> list[float]:
@@ -133,6 +173,7 @@ class RecommendationTool:
         self._embed = embed
         self._cache = VectorCache(embed) if embed is not None else None
         self._max_candidates = max_candidates
+        self._shown = ShownBooks()
 
     async def warm(
         self, *, attempts: int = 30, retry_s: float = 5.0, batch: int = 32, pause_s: float = 0.2
@@ -164,11 +205,22 @@ class RecommendationTool:
     async def answer(self, message: UserMessage) -> ToolAnswer | None:
         """The recommendation when the message asks for a book, else None."""
         request = parse_book_request(message.text)
+        leave_out: set[str] = set()
         if request is None:
-            return None
+            shown = self._shown.get(message.session_id)
+            refined = (
+                parse_refinement(shown.request, message.text, [b.price for b in shown.books])
+                if shown is not None
+                else None
+            )
+            if shown is None or refined is None:
+                return None
+            request = refined.request
+            if refined.other_books:
+                leave_out = {b.book_id for b in shown.books}
         started = time.monotonic()
         try:
-            found = await self._recommend(request)
+            found = await self._recommend(request, leave_out, message.session_id)
         except StoreUnavailableError as exc:
             log.warning("catalogue unavailable", error=str(exc)[:300])
             found = ToolAnswer(
@@ -206,9 +258,12 @@ class RecommendationTool:
         names = Counter(b.author for b in by.books).most_common()
         return Taste(by.books, author=names[0][0] if len(names) == 1 else like)
 
-    async def _recommend(self, request: BookRequest) -> ToolAnswer:
+    async def _recommend(
+        self, request: BookRequest, leave_out: set[str], session_id: str
+    ) -> ToolAnswer:
         liked = await self._taste(request.like) if request.like else None
         candidates = (await self._store.find_books(self._filters(request))).books
+        candidates = [b for b in candidates if b.book_id not in leave_out]
         if liked is not None:
             # Something *like* X: not X again (nor, for an author, their own books).
             known = {b.book_id for b in liked.books}
@@ -223,6 +278,7 @@ class RecommendationTool:
         if not request.bestsellers and self._cache is not None and self._embed is not None:
             ranked = await self._by_meaning(request, liked, candidates) or ranked
         books = pick(ranked)
+        self._shown.put(session_id, request, books)
         return ToolAnswer(TOOL, self._text(request, liked, books), "found")
 
     async def _by_meaning(
