@@ -77,10 +77,12 @@ class Taste:
 
 @dataclass(frozen=True)
 class Shown:
-    """The last suggestions of a session: the request and the books named."""
+    """The last suggestions of a session: the request, the books named, and every book
+    named since the customer last asked afresh ("any others?" twice shows no book again)."""
 
     request: BookRequest
     books: list[Book]
+    seen: frozenset[str]
     at: float
 
 
@@ -98,9 +100,11 @@ class ShownBooks:
             return None
         return shown
 
-    def put(self, session_id: str, request: BookRequest, books: list[Book]) -> None:
+    def put(
+        self, session_id: str, request: BookRequest, books: list[Book], seen: frozenset[str]
+    ) -> None:
         self._shown.pop(session_id, None)
-        self._shown[session_id] = Shown(request, books, time.monotonic())
+        self._shown[session_id] = Shown(request, books, seen, time.monotonic())
         while len(self._shown) > self._max:
             self._shown.popitem(last=False)
 
@@ -205,7 +209,7 @@ class RecommendationTool:
     async def answer(self, message: UserMessage) -> ToolAnswer | None:
         """The recommendation when the message asks for a book, else None."""
         request = parse_book_request(message.text)
-        leave_out: set[str] = set()
+        leave_out: frozenset[str] = frozenset()
         if request is None:
             shown = self._shown.get(message.session_id)
             refined = (
@@ -217,7 +221,7 @@ class RecommendationTool:
                 return None
             request = refined.request
             if refined.other_books:
-                leave_out = {b.book_id for b in shown.books}
+                leave_out = shown.seen
         started = time.monotonic()
         try:
             found = await self._recommend(request, leave_out, message.session_id)
@@ -259,7 +263,7 @@ class RecommendationTool:
         return Taste(by.books, author=names[0][0] if len(names) == 1 else like)
 
     async def _recommend(
-        self, request: BookRequest, leave_out: set[str], session_id: str
+        self, request: BookRequest, leave_out: frozenset[str], session_id: str
     ) -> ToolAnswer:
         liked = await self._taste(request.like) if request.like else None
         candidates = (await self._store.find_books(self._filters(request))).books
@@ -278,7 +282,7 @@ class RecommendationTool:
         if not request.bestsellers and self._cache is not None and self._embed is not None:
             ranked = await self._by_meaning(request, liked, candidates) or ranked
         books = pick(ranked)
-        self._shown.put(session_id, request, books)
+        self._shown.put(session_id, request, books, leave_out | {b.book_id for b in books})
         return ToolAnswer(TOOL, self._text(request, liked, books), "found")
 
     async def _by_meaning(
