@@ -218,6 +218,12 @@ def unsure_line(fallback: str) -> str:
     return f"{UNSURE_PREFIX} please contact {contact}."
 
 
+def _spoken(answer: str, hedge: str) -> str:
+    """An earlier answer without its citation line and its closing contact line (`hedge`)."""
+    text = without_citation(answer)
+    return (text.replace(hedge, "") if hedge else text).strip()
+
+
 UNKNOWN_PREFIX = "Our help pages don't cover that, so I can't answer it reliably."
 WITHHELD = (
     "I can't help with that here. I can answer questions about our books, orders, "
@@ -553,8 +559,11 @@ class AnswerEngine:
                 turns = list(context.recent)
             # The bot's earlier answers as it would say them: the model copies a citation
             # or contact line it sees ("You're welcome!\n\n(From...", cut by the guard).
+            hedge = self.hedge
             turns = [
-                t.model_copy(update={"text": self._spoken(t.text)}) if t.role == "assistant" else t
+                t.model_copy(update={"text": _spoken(t.text, hedge)})
+                if t.role == "assistant"
+                else t
                 for t in turns
             ]
         # Knowledge goes in only through the checked evidence above, never as raw chunks.
@@ -562,13 +571,6 @@ class AnswerEngine:
         return build_prompt(
             system, question, stripped, self.config.limits, message_id=message.message_id
         )
-
-    def _spoken(self, answer: str) -> str:
-        """An earlier answer without its citation and closing contact lines."""
-        text = without_citation(answer)
-        if self.hedge:
-            text = text.replace(self.hedge, "")
-        return text.strip()
 
     async def _lookup(self, message: UserMessage, query: str) -> Context | None:
         if self._context is None:

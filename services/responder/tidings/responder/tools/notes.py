@@ -1,4 +1,6 @@
-"""What the order tool remembers of a conversation: the e-mail given, the number it waits for.
+"""What the store's tools remember of a conversation, per session (`SessionStore`): the
+order tool's e-mail given and the number it waits for (`OrderNotes`); the recommendations
+tool keeps the books it last suggested in one too.
 
 Kept per session by this replica (a session's messages all come to the replica that holds
 its partition), bounded in sessions and in time. When the client sends the conversation
@@ -13,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from tidings.common.events import HistoryTurn, UserMessage
 from tidings.responder.coalesce import Clock
@@ -21,6 +23,7 @@ from tidings.responder.memory import ContextSource
 from tidings.responder.tools.order_text import find_email, find_order_number
 
 Awaiting = Literal["number", "email"] | None
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,43 +33,46 @@ class OrderNotes:
     email: str | None = None
     number: str | None = None
     awaiting: Awaiting = None
-    seen_at: float = 0.0
 
 
-class SessionNotes:
-    """`OrderNotes` of the latest `max_sessions` sessions, forgotten after `ttl_s`."""
+class SessionStore(Generic[T]):
+    """A value per session for the latest `max_sessions` sessions, each forgotten `ttl_s`
+    after it was last put."""
 
     def __init__(
         self, *, max_sessions: int = 10_000, ttl_s: float = 1800.0, clock: Clock = time.monotonic
     ) -> None:
-        self._notes: OrderedDict[str, OrderNotes] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, T]] = OrderedDict()
         self._max = max_sessions
         self._ttl = ttl_s
         self._clock = clock
 
+    def get(self, session_id: str) -> T | None:
+        """The session's value, or None when unknown or expired."""
+        found = self._items.get(session_id)
+        if found is None or self._clock() - found[0] > self._ttl:
+            return None
+        return found[1]
+
+    def put(self, session_id: str, value: T) -> T:
+        """Keep `value` as the session's, the most recent one; returns it."""
+        self._items.pop(session_id, None)
+        self._items[session_id] = (self._clock(), value)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+        return value
+
+
+class SessionNotes(SessionStore[OrderNotes]):
+    """`OrderNotes` of the latest sessions, forgotten `ttl_s` after their last use."""
+
     def known(self, session_id: str) -> bool:
         """True when this replica has live notes of the session."""
-        notes = self._notes.get(session_id)
-        return notes is not None and self._clock() - notes.seen_at <= self._ttl
-
-    def put(self, session_id: str, notes: OrderNotes) -> OrderNotes:
-        """Keep `notes` as the session's (read from elsewhere); returns them."""
-        notes.seen_at = self._clock()
-        self._notes.pop(session_id, None)
-        self._notes[session_id] = notes
-        return self.get(session_id)
+        return super().get(session_id) is not None
 
     def get(self, session_id: str) -> OrderNotes:
-        """The session's notes (new ones when unknown or expired)."""
-        now = self._clock()
-        notes = self._notes.pop(session_id, None)
-        if notes is None or now - notes.seen_at > self._ttl:
-            notes = OrderNotes()
-        notes.seen_at = now
-        self._notes[session_id] = notes
-        while len(self._notes) > self._max:
-            self._notes.popitem(last=False)
-        return notes
+        """The session's notes (new ones when unknown or expired), kept as used now."""
+        return self.put(session_id, super().get(session_id) or OrderNotes())
 
 
 def notes_from_history(history: Sequence[HistoryTurn], asks: dict[str, Awaiting]) -> OrderNotes:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +41,7 @@ from tidings.responder.tools.book_request import (
     parse_book_request,
     parse_refinement,
 )
+from tidings.responder.tools.notes import SessionStore
 
 log = get_logger(__name__)
 
@@ -83,30 +84,6 @@ class Shown:
     request: BookRequest
     books: list[Book]
     seen: frozenset[str]
-    at: float
-
-
-class ShownBooks:
-    """`Shown` of the latest `max_sessions` sessions, forgotten after `ttl_s`."""
-
-    def __init__(self, *, max_sessions: int = 10_000, ttl_s: float = 1800.0) -> None:
-        self._shown: OrderedDict[str, Shown] = OrderedDict()
-        self._max = max_sessions
-        self._ttl = ttl_s
-
-    def get(self, session_id: str) -> Shown | None:
-        shown = self._shown.get(session_id)
-        if shown is None or time.monotonic() - shown.at > self._ttl:
-            return None
-        return shown
-
-    def put(
-        self, session_id: str, request: BookRequest, books: list[Book], seen: frozenset[str]
-    ) -> None:
-        self._shown.pop(session_id, None)
-        self._shown[session_id] = Shown(request, books, seen, time.monotonic())
-        while len(self._shown) > self._max:
-            self._shown.popitem(last=False)
 
 
 def _mean(vectors: Sequence[Sequence[float]]) -> list[float]:
@@ -177,7 +154,7 @@ class RecommendationTool:
         self._embed = embed
         self._cache = VectorCache(embed) if embed is not None else None
         self._max_candidates = max_candidates
-        self._shown = ShownBooks()
+        self._shown: SessionStore[Shown] = SessionStore()
 
     async def warm(
         self, *, attempts: int = 30, retry_s: float = 5.0, batch: int = 32, pause_s: float = 0.2
@@ -282,7 +259,7 @@ class RecommendationTool:
         if not request.bestsellers and self._cache is not None and self._embed is not None:
             ranked = await self._by_meaning(request, liked, candidates) or ranked
         books = pick(ranked)
-        self._shown.put(session_id, request, books, leave_out | {b.book_id for b in books})
+        self._shown.put(session_id, Shown(request, books, leave_out | {b.book_id for b in books}))
         return ToolAnswer(TOOL, self._text(request, liked, books), "found")
 
     async def _by_meaning(
